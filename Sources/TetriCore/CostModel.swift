@@ -1,0 +1,108 @@
+/// The validated, indexed form of a ``Profile``: `T(resolution, degree)` in microseconds.
+///
+/// Resolution classes are indexed by increasing pixel count and degrees by increasing value, so
+/// that schedulers work on small integer indices in their hot loops.
+public struct CostModel: Sendable, Equatable {
+    public let name: String
+    /// GPUs on the profiled node.
+    public let gpus: Int
+    /// The SP degrees the profile covers, ascending.
+    public let degrees: [Int]
+    /// Resolution classes, ascending by pixel count.
+    public let resolutions: [Resolution]
+    /// Latent tokens of each resolution class.
+    public let latentTokens: [Int]
+    /// `stepTime[r][d]`: microseconds per step of resolution `r` at degree `degrees[d]`.
+    public let stepTime: [[Micros]]
+    /// Extra time a block pays when a request's GPU set differs from its previous block's
+    /// (latent hand-off and group re-formation). Zero unless set.
+    public var handoff: Micros
+
+    public init(profile: Profile, handoff: Micros = 0) throws(ProfileError) {
+        guard profile.gpus > 0 else { throw .invalidGPUCount(profile.gpus) }
+        guard !profile.degrees.isEmpty else { throw .noDegrees }
+        let degrees = profile.degrees.sorted()
+        for d in degrees where d <= 0 || d > profile.gpus {
+            throw .invalidDegree(d, gpus: profile.gpus)
+        }
+        if Set(degrees).count != degrees.count { throw .duplicateDegree }
+        guard !profile.resolutions.isEmpty else { throw .noResolutions }
+        var parsed: [(Resolution, Profile.Entry)] = []
+        for (key, entry) in profile.resolutions {
+            guard let res = Resolution(parsing: key) else { throw .badResolutionKey(key) }
+            parsed.append((res, entry))
+        }
+        parsed.sort { $0.0 < $1.0 }
+        var times: [[Micros]] = []
+        for (res, entry) in parsed {
+            guard entry.latentTokens > 0 else { throw .invalidTokens(res.description) }
+            var row: [Micros] = []
+            for d in degrees {
+                guard let ms = entry.stepMs[String(d)] else {
+                    throw .missingStepTime(resolution: res.description, degree: d)
+                }
+                guard ms.isFinite, ms > 0 else {
+                    throw .invalidStepTime(resolution: res.description, degree: d, ms)
+                }
+                row.append(max(1, Micros.fromMilliseconds(ms)))
+            }
+            times.append(row)
+        }
+        guard handoff >= 0 else { throw .invalidHandoff }
+        self.name = profile.name
+        self.gpus = profile.gpus
+        self.degrees = degrees
+        self.resolutions = parsed.map(\.0)
+        self.latentTokens = parsed.map(\.1.latentTokens)
+        self.stepTime = times
+        self.handoff = handoff
+    }
+
+    /// The index of a resolution class, or nil when the profile has no such class.
+    public func resolutionIndex(_ res: Resolution) -> Int? {
+        resolutions.firstIndex(of: res)
+    }
+
+    /// The index of a degree in ``degrees``, or nil.
+    public func degreeIndex(_ degree: Int) -> Int? {
+        degrees.firstIndex(of: degree)
+    }
+
+    /// Microseconds per step of resolution class `r` at degree `degree` (which must be profiled).
+    public func stepTime(resolution r: Int, degree: Int) -> Micros {
+        stepTime[r][degreeIndex(degree)!]
+    }
+
+    /// The resolution classes as `WxH` strings, ascending.
+    public var resolutionNames: [String] { resolutions.map(\.description) }
+}
+
+/// Problems with a profile file, each naming the offending field.
+public enum ProfileError: Error, Equatable, CustomStringConvertible {
+    case invalidGPUCount(Int)
+    case noDegrees
+    case invalidDegree(Int, gpus: Int)
+    case duplicateDegree
+    case noResolutions
+    case badResolutionKey(String)
+    case invalidTokens(String)
+    case missingStepTime(resolution: String, degree: Int)
+    case invalidStepTime(resolution: String, degree: Int, Double)
+    case invalidHandoff
+
+    public var description: String {
+        switch self {
+        case .invalidGPUCount(let n): "profile field 'gpus' must be positive, got \(n)"
+        case .noDegrees: "profile field 'degrees' is empty"
+        case .invalidDegree(let d, let gpus): "profile degree \(d) is outside 1...\(gpus) (field 'degrees')"
+        case .duplicateDegree: "profile field 'degrees' lists a degree twice"
+        case .noResolutions: "profile field 'resolutions' is empty"
+        case .badResolutionKey(let k): "profile resolution key '\(k)' is not of the form WIDTHxHEIGHT"
+        case .invalidTokens(let r): "profile resolution \(r): 'latent_tokens' must be positive"
+        case .missingStepTime(let r, let d): "profile resolution \(r): 'step_ms' has no entry for degree \(d)"
+        case .invalidStepTime(let r, let d, let v):
+            "profile resolution \(r): 'step_ms' for degree \(d) must be a positive number, got \(v)"
+        case .invalidHandoff: "hand-off time must not be negative"
+        }
+    }
+}

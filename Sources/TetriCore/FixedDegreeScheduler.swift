@@ -1,0 +1,53 @@
+/// The fixed-degree baseline (`sp1`, `sp2`, `sp4`, `sp8`): the node is cut into `gpus / k`
+/// static groups of `k` consecutive GPUs; one FCFS queue; a request runs to completion at
+/// degree `k` in one block; the head of the queue takes the lowest-numbered idle group.
+public struct FixedDegreeScheduler: Scheduler {
+    public let degree: Int
+    public let groups: [GPUSet]
+
+    public var name: String { "sp\(degree)" }
+
+    /// - Throws: when the cost model does not profile `degree` or the node has fewer GPUs.
+    public init(degree: Int, gpus: Int, model: CostModel) throws(PolicyError) {
+        guard model.degreeIndex(degree) != nil else {
+            throw .degreeNotProfiled(policy: "sp\(degree)", degree: degree, profile: model.name)
+        }
+        guard degree <= gpus else { throw .tooFewGPUs(policy: "sp\(degree)", needs: degree, gpus: gpus) }
+        self.degree = degree
+        self.groups = (0..<(gpus / degree)).map { GPUSet(range: ($0 * degree)..<(($0 + 1) * degree)) }
+    }
+
+    public mutating func decide(_ view: ClusterView) -> Decision {
+        var free = view.free
+        var starts: [BlockStart] = []
+        var nextGroup = 0
+        for r in view.requests where r.isFresh {
+            while nextGroup < groups.count && !groups[nextGroup].isSubset(of: free) { nextGroup += 1 }
+            guard nextGroup < groups.count else { break }
+            let g = groups[nextGroup]
+            free = free.subtracting(g)
+            starts.append(BlockStart(request: r.id, gpus: g, steps: r.remainingSteps))
+        }
+        return Decision(starts: starts)
+    }
+}
+
+/// Problems building a policy, each naming the policy.
+public enum PolicyError: Error, Equatable, CustomStringConvertible {
+    case unknownPolicy(String)
+    case degreeNotProfiled(policy: String, degree: Int, profile: String)
+    case tooFewGPUs(policy: String, needs: Int, gpus: Int)
+    case invalidGPUCount(Int)
+    case invalidGranularity(Int)
+
+    public var description: String {
+        switch self {
+        case .unknownPolicy(let p):
+            "unknown policy '\(p)'; expected one of: \(Policies.names.joined(separator: ", "))"
+        case .degreeNotProfiled(let p, let d, let prof): "policy \(p) needs degree \(d), which profile \(prof) lacks"
+        case .tooFewGPUs(let p, let n, let g): "policy \(p) needs at least \(n) GPUs, the node has \(g)"
+        case .invalidGPUCount(let g): "GPU count must be in 1...\(GPUSet.capacity), got \(g)"
+        case .invalidGranularity(let g): "step granularity must be at least 1, got \(g)"
+        }
+    }
+}

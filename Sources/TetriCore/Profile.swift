@@ -1,0 +1,40 @@
+/// The cost-profile file (`profiles/*.json`): the per-step time of each resolution class at
+/// each sequence-parallel degree on one kind of node.
+///
+/// ```json
+/// {"name": "...", "description": "...", "gpus": 8, "degrees": [1, 2, 4, 8],
+///  "resolutions": {"256x256": {"latent_tokens": 256, "step_ms": {"1": 28.0, "2": 26.6}}}}
+/// ```
+public struct Profile: Codable, Sendable, Equatable {
+    /// One resolution class of a profile.
+    public struct Entry: Codable, Sendable, Equatable {
+        /// Latent tokens per image (sequence length of the transformer).
+        public var latentTokens: Int
+        /// Milliseconds per denoising step, keyed by the degree as a decimal string.
+        public var stepMs: [String: Double]
+
+        public init(latentTokens: Int, stepMs: [String: Double]) {
+            self.latentTokens = latentTokens
+            self.stepMs = stepMs
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case latentTokens = "latent_tokens"
+            case stepMs = "step_ms"
+        }
+    }
+
+    public var name: String
+    public var description: String
+    public var gpus: Int
+    public var degrees: [Int]
+    public var resolutions: [String: Entry]
+
+    public init(name: String, description: String, gpus: Int, degrees: [Int], resolutions: [String: Entry]) {
+        self.name = name
+        self.description = description
+        self.gpus = gpus
+        self.degrees = degrees
+        self.resolutions = resolutions
+    }
+}
