@@ -1,0 +1,56 @@
+/// The policy names of the command line and result files, and how to build each.
+public enum Policies {
+    /// Every policy name, in the order reports list them.
+    public static let names = [
+        "tetriserve", "tetriserve-dp", "tetriserve-placement", "sp1", "sp2", "sp4", "sp8", "rssp",
+    ]
+
+    /// The policies an SLO or rate sweep compares.
+    public static let compared = ["tetriserve", "sp1", "sp2", "sp4", "sp8", "rssp"]
+
+    /// RSSP's degree per resolution class: the largest profiled degree that is at most the
+    /// class's fixed degree (256²→1, 512²→1, 1024²→2, 2048²→8; larger classes → 8, smaller → 1).
+    public static func rsspDegrees(model: CostModel, gpus: Int) -> [Int] {
+        model.resolutions.map { res in
+            let want: Int
+            switch res.pixels {
+            case ...(512 * 512): want = 1
+            case ...(1024 * 1024): want = 2
+            default: want = 8
+            }
+            return model.degrees.filter { $0 <= min(want, gpus) }.max() ?? model.degrees[0]
+        }
+    }
+
+    /// Builds the scheduler for `name`.
+    ///
+    /// - Throws: ``PolicyError`` naming the policy for unknown names, unprofiled degrees or
+    ///   too few GPUs.
+    public static func make(
+        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5
+    ) throws(PolicyError) -> any Scheduler {
+        guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
+        switch name {
+        case "tetriserve":
+            return try RoundScheduler(
+                configuration: .init(name: name, granularity: granularity), model: model, gpus: gpus)
+        case "tetriserve-dp":
+            return try RoundScheduler(
+                configuration: .init(name: name, granularity: granularity, placement: false, workConserving: false),
+                model: model, gpus: gpus)
+        case "tetriserve-placement":
+            return try RoundScheduler(
+                configuration: .init(name: name, granularity: granularity, placement: true, workConserving: false),
+                model: model, gpus: gpus)
+        case "rssp":
+            return try RoundScheduler(
+                configuration: .init(
+                    name: name, granularity: granularity, fixedDegrees: rsspDegrees(model: model, gpus: gpus)),
+                model: model, gpus: gpus)
+        case "sp1", "sp2", "sp4", "sp8":
+            return try FixedDegreeScheduler(degree: Int(name.dropFirst(2))!, gpus: gpus, model: model)
+        default:
+            throw .unknownPolicy(name)
+        }
+    }
+}

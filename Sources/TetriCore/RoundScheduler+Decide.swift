@@ -1,0 +1,289 @@
+extension RoundScheduler {
+    /// One option of one request in the round problem.
+    struct Option {
+        /// Index into the class table's degree lists; -1 for "none".
+        var choice: Int
+        var width: Int
+        var steps: Int
+        var survives: Bool
+        var cost: Int64
+    }
+
+    /// A knapsack value: survivors first, then least GPU-time.
+    struct Score {
+        var survivors: Int32
+        var cost: Int64
+
+        @inline(__always)
+        func isBetter(than other: Score) -> Bool {
+            survivors > other.survivors || (survivors == other.survivors && cost < other.cost)
+        }
+    }
+
+    /// A request's assignment for this decision.
+    struct Pick {
+        var index: Int  // into view.requests
+        var choice: Int  // -1 = none
+        var onTime: Bool
+        /// Scaled up past the packing's choice: the block ends at the next tick.
+        var elastic = false
+    }
+
+    public mutating func decide(_ view: ClusterView) -> Decision {
+        let now = view.now
+        guard !view.requests.isEmpty else {
+            nextBoundary = nil
+            return Decision()
+        }
+        let allFree = view.free.count == view.gpus
+        var atBoundary = false
+        if nextBoundary == nil || now >= nextBoundary! || allFree {
+            nextBoundary = now + round
+            atBoundary = true
+        }
+        let tNext = nextBoundary!
+        guard atBoundary || configuration.workConserving else { return Decision(wakeAt: tNext) }
+        let window = tNext - now
+        let free = view.free
+        let capacity = free.count
+        guard capacity > 0 else { return Decision(wakeAt: tNext) }
+
+        // 1–2. Options per waiting request.
+        var options: [Option] = []
+        var optionStart: [Int] = []  // per on-time item, index of its first option (none)
+        var items: [Int] = []  // on-time request indices
+        var late: [Int] = []
+        options.reserveCapacity(view.requests.count * 4)
+        for (i, r) in view.requests.enumerated() where !r.isRunning && r.remainingSteps > 0 {
+            let c = classes[r.resolution]
+            let s = r.remainingSteps
+            let first = options.count
+            let noneSurvives = tNext + minFinish(c, s) <= r.deadline
+            options.append(
+                Option(
+                    choice: -1, width: 0, steps: 0, survives: noneSurvives,
+                    cost: noneSurvives ? planCost(c, s, budget: r.deadline - tNext) : 0))
+            var onTime = noneSurvives
+            for o in c.widths.indices where c.widths[o] <= capacity {
+                let q = min(s, Int(window / c.stepTime[o]))
+                guard q >= 1 else { continue }
+                let spent = Int64(q) * Int64(c.widths[o]) * c.stepTime[o]
+                let survives: Bool
+                var cost = spent
+                if q == s {
+                    survives = now + Micros(q) * c.stepTime[o] <= r.deadline
+                } else {
+                    survives = tNext + minFinish(c, s - q) <= r.deadline
+                    if survives { cost += planCost(c, s - q, budget: r.deadline - tNext) }
+                }
+                onTime = onTime || survives
+                options.append(Option(choice: o, width: c.widths[o], steps: q, survives: survives, cost: cost))
+            }
+            if onTime {
+                items.append(i)
+                optionStart.append(first)
+            } else {
+                options.removeSubrange(first...)
+                late.append(i)
+            }
+        }
+        optionStart.append(options.count)
+
+        // 3. Group knapsack over the on-time requests.
+        var picks: [Pick] = []
+        picks.reserveCapacity(items.count + late.count)
+        var used = 0
+        if !items.isEmpty {
+            let width = capacity + 1
+            var dp = [Score](repeating: Score(survivors: 0, cost: 0), count: width)
+            var next = dp
+            var back = [UInt8](repeating: 0, count: items.count * width)
+            for k in items.indices {
+                let lo = optionStart[k]
+                let hi = optionStart[k + 1]
+                for cap in 0..<width {
+                    var best = Score(survivors: -1, cost: 0)
+                    var bestOption = 0
+                    for o in lo..<hi where options[o].width <= cap {
+                        let prev = dp[cap - options[o].width]
+                        let value = Score(
+                            survivors: prev.survivors + (options[o].survives ? 1 : 0),
+                            cost: prev.cost + options[o].cost)
+                        if value.isBetter(than: best) {
+                            best = value
+                            bestOption = o - lo
+                        }
+                    }
+                    next[cap] = best
+                    back[k * width + cap] = UInt8(bestOption)
+                }
+                swap(&dp, &next)
+            }
+            var cap = capacity
+            var chosen = [Int](repeating: 0, count: items.count)
+            for k in items.indices.reversed() {
+                let o = optionStart[k] + Int(back[k * width + cap])
+                chosen[k] = o
+                cap -= options[o].width
+            }
+            for k in items.indices {
+                let o = options[chosen[k]]
+                picks.append(Pick(index: items[k], choice: o.choice, onTime: true))
+                used += o.width
+            }
+        }
+
+        // 4. Late requests: leftover GPUs, smallest fitting degree, shortest remaining work first.
+        if used < capacity && !late.isEmpty {
+            let classes = self.classes
+            let work = late.map { i in
+                let r = view.requests[i]
+                let c = classes[r.resolution]
+                return c.stepTime.isEmpty ? Int64.max : Int64(r.remainingSteps) * c.stepTime[0]
+            }
+            late = late.indices.sorted { (work[$0], $0) < (work[$1], $1) }.map { late[$0] }
+            for i in late {
+                let c = classes[view.requests[i].resolution]
+                var pick = Pick(index: i, choice: -1, onTime: false)
+                for o in c.widths.indices where c.widths[o] <= capacity - used && c.stepTime[o] <= window {
+                    pick.choice = o
+                    used += c.widths[o]
+                    break
+                }
+                picks.append(pick)
+                if used == capacity { break }
+            }
+        }
+
+        // 5. Work-conserving scale-up of the chosen requests into idle GPUs.
+        if configuration.workConserving && used < capacity && configuration.fixedDegrees == nil {
+            used = scaleUp(&picks, view: view, used: used, capacity: capacity, window: window)
+        }
+
+        // 6. Placement and block sizes.
+        var starts = place(picks, view: view, window: window, tick: tickEnd(now: now, boundary: tNext) - now)
+
+        // Never stall: with nothing running and nothing started, run the most urgent request's
+        // fastest fitting degree for one step even if it overruns the round.
+        if starts.isEmpty && allFree {
+            if let i = view.requests.indices.filter({ !view.requests[$0].isRunning }).min(by: {
+                (view.requests[$0].deadline, $0) < (view.requests[$1].deadline, $1)
+            }) {
+                let r = view.requests[i]
+                if let d = fallbackDegree(r.resolution, capacity: capacity) {
+                    starts.append(BlockStart(request: r.id, gpus: free.lowest(d), steps: 1))
+                }
+            }
+        }
+        return Decision(starts: starts, wakeAt: tNext)
+    }
+
+    /// The largest allowed degree that fits `capacity`, ignoring the round length.
+    private func fallbackDegree(_ resolution: Int, capacity: Int) -> Int? {
+        let c = classes[resolution]
+        return c.widths.filter { $0 <= capacity }.max()
+    }
+
+    /// Gives idle GPUs to the picks that gain most: first on-time requests left without GPUs,
+    /// then upgrades by largest reduction of their remaining completion time per extra GPU,
+    /// on-time requests before late ones.
+    private func scaleUp(
+        _ picks: inout [Pick], view: ClusterView, used: Int, capacity: Int, window: Micros
+    ) -> Int {
+        var used = used
+        for late in [false, true] {
+            // Requests the packing left waiting get their cheapest fitting degree.
+            for p in picks.indices where picks[p].choice < 0 && picks[p].onTime != late {
+                let c = classes[view.requests[picks[p].index].resolution]
+                for o in c.widths.indices where c.widths[o] <= capacity - used && c.stepTime[o] <= window {
+                    picks[p].choice = o
+                    used += c.widths[o]
+                    break
+                }
+            }
+            while used < capacity {
+                var bestGain = 0.0
+                var bestPick = -1
+                var bestOption = -1
+                for p in picks.indices where picks[p].choice >= 0 && picks[p].onTime != late {
+                    let r = view.requests[picks[p].index]
+                    let c = classes[r.resolution]
+                    let cur = picks[p].choice
+                    let curFinish = Self.roundFinish(c, cur, r.remainingSteps, round: round)
+                    for o in c.widths.indices where c.widths[o] > c.widths[cur] {
+                        let extra = c.widths[o] - c.widths[cur]
+                        guard extra <= capacity - used, c.stepTime[o] <= window else { continue }
+                        let finish = Self.roundFinish(c, o, r.remainingSteps, round: round)
+                        let gain = Double(curFinish - finish) / Double(extra)
+                        if gain > bestGain {
+                            bestGain = gain
+                            bestPick = p
+                            bestOption = o
+                        }
+                    }
+                }
+                guard bestPick >= 0 else { break }
+                let c = classes[view.requests[picks[bestPick].index].resolution]
+                used += c.widths[bestOption] - c.widths[picks[bestPick].choice]
+                picks[bestPick].choice = bestOption
+                picks[bestPick].elastic = true
+            }
+        }
+        return used
+    }
+
+    /// Turns picks into blocks on concrete GPUs.
+    /// The end of the current tick: rounds are cut into `granularity` ticks of `T_ref`.
+    func tickEnd(now: Micros, boundary: Micros) -> Micros {
+        let start = boundary - round
+        return min(boundary, start + ((now - start) / tick + 1) * tick)
+    }
+
+    private func place(_ picks: [Pick], view: ClusterView, window: Micros, tick: Micros) -> [BlockStart] {
+        var avail = view.free
+        var sets = [GPUSet?](repeating: nil, count: picks.count)
+        let running = picks.indices.filter { picks[$0].choice >= 0 }
+        func width(_ p: Int) -> Int { classes[view.requests[picks[p].index].resolution].widths[picks[p].choice] }
+        if configuration.placement {
+            // Same GPUs as last time.
+            for p in running {
+                let last = view.requests[picks[p].index].lastGPUs
+                if last.count == width(p) && last.isSubset(of: avail) {
+                    sets[p] = last
+                    avail = avail.subtracting(last)
+                }
+            }
+            // Overlapping the previous GPUs as much as possible.
+            for p in running where sets[p] == nil {
+                let keep = view.requests[picks[p].index].lastGPUs.intersection(avail).lowest(width(p))
+                guard !keep.isEmpty else { continue }
+                let set = keep.union(avail.subtracting(keep).lowest(width(p) - keep.count))
+                sets[p] = set
+                avail = avail.subtracting(set)
+            }
+        }
+        for p in running where sets[p] == nil {
+            let set = avail.lowest(width(p))
+            sets[p] = set
+            avail = avail.subtracting(set)
+        }
+        var starts: [BlockStart] = []
+        starts.reserveCapacity(running.count)
+        for p in running {
+            let r = view.requests[picks[p].index]
+            let c = classes[r.resolution]
+            let o = picks[p].choice
+            let set = sets[p]!
+            let moved = !r.lastGPUs.isEmpty && set != r.lastGPUs
+            var usable = window - (moved ? handoff : 0)
+            // Elastic blocks give their GPUs back at the next tick when a step fits before it.
+            if picks[p].elastic && configuration.elasticTicks {
+                let tickUsable = tick - (moved ? handoff : 0)
+                if tickUsable >= c.stepTime[o] { usable = tickUsable }
+            }
+            let steps = min(r.remainingSteps, max(1, Int(usable / c.stepTime[o])))
+            starts.append(BlockStart(request: r.id, gpus: set, steps: steps))
+        }
+        return starts
+    }
+}

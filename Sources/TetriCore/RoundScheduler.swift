@@ -1,0 +1,160 @@
+/// TetriServe's round scheduler: step-level sequence parallelism decided in rounds.
+///
+/// Time is cut into rounds of `granularity × T_ref`, where `T_ref` is the step time of the
+/// slowest resolution class at its fastest degree (so every class can run at least one step in
+/// a round). At each round boundary, and — when work-conserving — whenever GPUs free up inside
+/// a round, the scheduler:
+///
+/// 1. gives every waiting request its options for the rest of the round: "none", or degree `k`
+///    for `q = min(remaining, ⌊window / T(k)⌋)` steps;
+/// 2. marks each option as *surviving* when the request can still meet its deadline from the
+///    next boundary on (round-aware: steps only run in whole rounds), and prices it by the
+///    GPU-time it spends now plus the minimal GPU-time plan for the steps left
+///    (``MinimalAllocation``), so that a request that idles pays for the higher degrees it will
+///    need later;
+/// 3. packs options with a group-knapsack DP: at most one option per request, total width at
+///    most the free GPUs, most survivors first, least GPU-time second;
+/// 4. gives leftover GPUs to late requests (those that can no longer meet their deadline), one
+///    smallest-fitting degree each, shortest remaining work first;
+/// 5. (work-conserving) scales requests up with the GPUs still idle, largest completion-time
+///    reduction per extra GPU first;
+/// 6. places each block, keeping a request on its previous GPUs where they are free
+///    (placement preservation), else on the lowest-numbered free GPUs.
+///
+/// The variants of the ablation switch mechanisms off: `tetriserve-dp` (packing only: no
+/// placement preservation, no scale-up, no decisions inside a round), `tetriserve-placement`
+/// (adds placement preservation). `rssp` is the same scheduler with each resolution's degree
+/// fixed.
+public struct RoundScheduler: Scheduler {
+    /// Which mechanisms run.
+    public struct Configuration: Sendable, Equatable {
+        public var name: String
+        /// Steps per round for the slowest class at its fastest degree.
+        public var granularity: Int
+        /// Keep requests on their previous GPUs where possible.
+        public var placement: Bool
+        /// Scale up into idle GPUs and decide again whenever GPUs free up inside a round.
+        public var workConserving: Bool
+        /// A fixed degree per resolution class (index order of the cost model), or nil for free
+        /// choice among the profiled degrees.
+        public var fixedDegrees: [Int]?
+        /// Scaled-up blocks end at the next tick (`T_ref`) instead of the round boundary, so
+        /// that GPUs lent by scale-up return quickly to requests that arrive inside a round.
+        public var elasticTicks: Bool = true
+
+        public init(
+            name: String, granularity: Int = 5, placement: Bool = true, workConserving: Bool = true,
+            fixedDegrees: [Int]? = nil
+        ) {
+            self.name = name
+            self.granularity = granularity
+            self.placement = placement
+            self.workConserving = workConserving
+            self.fixedDegrees = fixedDegrees
+        }
+    }
+
+    /// The per-class tables the scheduler needs, computed once.
+    struct ClassTable: Sendable {
+        /// Allowed degrees (ascending) whose step fits in a full round.
+        var widths: [Int]
+        var stepTime: [Int64]
+        /// Steps per full round at each allowed degree.
+        var perRound: [Int]
+        /// Round-effective time per step (`round / perRound`), used for planning.
+        var planTime: [Int64]
+    }
+
+    public let configuration: Configuration
+    public let round: Micros
+    /// `T_ref`: a round is `granularity` ticks.
+    public let tick: Micros
+    let gpus: Int
+    let handoff: Micros
+    let classes: [ClassTable]
+
+    /// The next round boundary; nil while the node is empty.
+    public internal(set) var nextBoundary: Micros?
+
+    public var name: String { configuration.name }
+
+    public init(configuration: Configuration, model: CostModel, gpus: Int) throws(PolicyError) {
+        guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
+        guard configuration.granularity >= 1 else { throw .invalidGranularity(configuration.granularity) }
+        var allowed: [[Int]] = []
+        for r in model.resolutions.indices {
+            if let fixed = configuration.fixedDegrees {
+                let d = fixed[r]
+                guard model.degreeIndex(d) != nil else {
+                    throw .degreeNotProfiled(policy: configuration.name, degree: d, profile: model.name)
+                }
+                guard d <= gpus else { throw .tooFewGPUs(policy: configuration.name, needs: d, gpus: gpus) }
+                allowed.append([model.degreeIndex(d)!])
+            } else {
+                allowed.append(model.degrees.indices.filter { model.degrees[$0] <= gpus })
+            }
+        }
+        // T_ref: the slowest class at its fastest allowed degree.
+        var tRef: Micros = 1
+        for r in model.resolutions.indices {
+            let fastest = allowed[r].map { model.stepTime[r][$0] }.min()!
+            tRef = max(tRef, fastest)
+        }
+        let round = tRef * Micros(configuration.granularity)
+        var classes: [ClassTable] = []
+        for r in model.resolutions.indices {
+            var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [])
+            for d in allowed[r] {
+                let time = model.stepTime[r][d]
+                let q = Int(round / time)
+                guard q >= 1 else { continue }
+                t.widths.append(model.degrees[d])
+                t.stepTime.append(time)
+                t.perRound.append(q)
+                t.planTime.append((round + Micros(q) - 1) / Micros(q))
+            }
+            classes.append(t)
+        }
+        self.configuration = configuration
+        self.round = round
+        self.tick = tRef
+        self.gpus = gpus
+        self.handoff = model.handoff
+        self.classes = classes
+    }
+
+    // MARK: Estimates
+
+    /// Time to run `steps` steps at option `o` of class `c` from a round boundary, running in
+    /// every round: whole rounds, then the last partial round.
+    @inline(__always)
+    static func roundFinish(_ c: ClassTable, _ o: Int, _ steps: Int, round: Micros) -> Micros {
+        guard steps > 0 else { return 0 }
+        let q = c.perRound[o]
+        let full = (steps - 1) / q
+        return Micros(full) * round + Micros(steps - full * q) * c.stepTime[o]
+    }
+
+    /// The soonest `steps` steps of class `c` can finish from a round boundary.
+    @inline(__always)
+    func minFinish(_ c: ClassTable, _ steps: Int) -> Micros {
+        var best = Micros.max
+        for o in c.widths.indices {
+            best = min(best, Self.roundFinish(c, o, steps, round: round))
+        }
+        return best
+    }
+
+    /// GPU-time of the cheapest plan for `steps` steps within `budget`.
+    @inline(__always)
+    func planCost(_ c: ClassTable, _ steps: Int, budget: Micros) -> Int64 {
+        if steps == 0 { return 0 }
+        if let cost = MinimalAllocation.cost(steps: steps, budget: budget, time: c.planTime, width: c.widths) {
+            return cost
+        }
+        // Feasible by whole rounds but not by the per-step average: price it at the fastest degree.
+        var best = Int64.max
+        for o in c.widths.indices { best = min(best, Int64(steps) * Int64(c.widths[o]) * c.planTime[o]) }
+        return best
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import Synchronization
+import TetriCore
+
+/// One simulation setting of an experiment: a point `x` of series `series` in panel `panel`,
+/// run once per seed.
+public struct ExperimentRun: Sendable {
+    public var panel: String
+    public var series: String
+    public var x: Double
+    public var policy: String
+    public var granularity: Int
+    public var spec: WorkloadSpec
+    public var model: CostModel
+    public var gpus: Int
+
+    public init(
+        panel: String, series: String, x: Double, policy: String, granularity: Int = 5, spec: WorkloadSpec,
+        model: CostModel, gpus: Int
+    ) {
+        self.panel = panel
+        self.series = series
+        self.x = x
+        self.policy = policy
+        self.granularity = granularity
+        self.spec = spec
+        self.model = model
+        self.gpus = gpus
+    }
+}
+
+/// The seed-averaged metrics of one run.
+public struct ExperimentPoint: Sendable, Equatable {
+    public var panel: String
+    public var series: String
+    public var x: Double
+    public var seeds: Int
+    public var sar: Double
+    public var sarMin: Double
+    public var sarMax: Double
+    public var latencyMean: Double
+    public var latencyP99: Double
+    public var gpuSeconds: Double
+    public var averageDegree: Double
+}
+
+/// A named grid of runs and how to present it.
+public struct ExperimentPlan: Sendable {
+    public var name: String
+    public var title: String
+    public var xName: String
+    public var runs: [ExperimentRun]
+    /// Series that count as fixed-degree baselines for the relative-gain line.
+    public var baselines: [String]
+    /// The series whose gain over the best baseline is reported, if any.
+    public var subject: String?
+    public var notes: [String]
+
+    public init(
+        name: String, title: String, xName: String, runs: [ExperimentRun], baselines: [String] = [],
+        subject: String? = nil, notes: [String] = []
+    ) {
+        self.name = name
+        self.title = title
+        self.xName = xName
+        self.runs = runs
+        self.baselines = baselines
+        self.subject = subject
+        self.notes = notes
+    }
+
+    /// The panels in first-appearance order.
+    public var panels: [String] { runs.map(\.panel).uniqued() }
+
+    /// Runs every (run, seed) pair on all cores and averages over seeds. `progress` is called
+    /// after each simulation with (done, total).
+    public func execute(
+        seeds: [UInt64], progress: @Sendable (Int, Int) -> Void = { _, _ in }
+    ) throws(SimulationError) -> [ExperimentPoint] {
+        let jobs = runs.indices.flatMap { r in seeds.map { (run: r, seed: $0) } }
+        let results = Mutex([SimulationSummary?](repeating: nil, count: jobs.count))
+        let failure = Mutex<SimulationError?>(nil)
+        let done = Atomic<Int>(0)
+        let runs = self.runs
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { j in
+            if failure.withLock({ $0 != nil }) { return }
+            let job = jobs[j]
+            let run = runs[job.run]
+            do {
+                var spec = run.spec
+                spec.seed = job.seed
+                let trace = try spec.generate()
+                var scheduler = try Policies.make(
+                    run.policy, model: run.model, gpus: run.gpus, granularity: run.granularity)
+                let outcome = try Simulator.run(trace: trace, model: run.model, gpus: run.gpus, scheduler: &scheduler)
+                let summary = SimulationSummary(outcome)
+                results.withLock { $0[j] = summary }
+            } catch let e as SimulationError {
+                failure.withLock { $0 = e }
+            } catch {
+                failure.withLock { $0 = .invalidDecision(policy: run.policy, at: 0, "\(error)") }
+            }
+            let n = done.add(1, ordering: .relaxed).newValue
+            progress(n, jobs.count)
+        }
+        if let e = failure.withLock({ $0 }) { throw e }
+        let all = results.withLock { $0 }
+        return runs.indices.map { r in
+            let s = all[(r * seeds.count)..<((r + 1) * seeds.count)].map { $0! }
+            let n = Double(s.count)
+            return ExperimentPoint(
+                panel: runs[r].panel, series: runs[r].series, x: runs[r].x, seeds: s.count,
+                sar: s.map(\.sloAttainment).reduce(0, +) / n, sarMin: s.map(\.sloAttainment).min()!,
+                sarMax: s.map(\.sloAttainment).max()!, latencyMean: s.map(\.latencyS.mean).reduce(0, +) / n,
+                latencyP99: s.map(\.latencyS.p99).reduce(0, +) / n, gpuSeconds: s.map(\.gpuSeconds).reduce(0, +) / n,
+                averageDegree: s.map(\.averageDegree).reduce(0, +) / n)
+        }
+    }
+}
+
+extension Array where Element: Hashable {
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
+    }
+}

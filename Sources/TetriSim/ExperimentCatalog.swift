@@ -1,0 +1,142 @@
+import TetriCore
+
+/// The named experiments of `tetriserve experiment`.
+public enum ExperimentCatalog {
+    public static let names = ["slo-sweep", "rate-sweep", "granularity", "ablation", "homogeneous", "sd3"]
+
+    /// The shared knobs.
+    public struct Settings: Sendable {
+        public var model: CostModel
+        public var gpus: Int
+        public var count: Int = 300
+        public var rate: Double = 12
+        public var steps: Int = 50
+        public var sloScales: [Double] = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5]
+        public var granularity: Int = 5
+
+        public init(model: CostModel, gpus: Int) {
+            self.model = model
+            self.gpus = gpus
+        }
+
+        func spec(mix: Mix, scale: Double, rate: Double? = nil) -> WorkloadSpec {
+            var s = WorkloadSpec(model: model)
+            s.mix = mix
+            s.sloScale = scale
+            s.count = count
+            s.ratePerMinute = rate ?? self.rate
+            s.steps = steps
+            return s
+        }
+
+        /// The compared policies that this profile and node can run.
+        var policies: [String] {
+            Policies.compared.filter { (try? Policies.make($0, model: model, gpus: gpus)) != nil }
+        }
+
+        var fixed: [String] { policies.filter { $0 != "tetriserve" } }
+
+        var skipped: [String] { Policies.compared.filter { !policies.contains($0) } }
+    }
+
+    /// The plan for `name`, or nil for an unknown name.
+    public static func plan(_ name: String, settings s: Settings) -> ExperimentPlan? {
+        let mixes: [(String, Mix)] = [("uniform", .uniform), ("skewed", .skewed)]
+        var notes: [String] = []
+        if !s.skipped.isEmpty {
+            notes.append("Not run (the profile or node lacks the degree): \(s.skipped.joined(separator: ", ")).")
+        }
+        func sweep(title: String) -> ExperimentPlan {
+            var runs: [ExperimentRun] = []
+            for (panel, mix) in mixes {
+                for scale in s.sloScales {
+                    for p in s.policies {
+                        runs.append(
+                            ExperimentRun(
+                                panel: panel, series: p, x: scale, policy: p, granularity: s.granularity,
+                                spec: s.spec(mix: mix, scale: scale), model: s.model, gpus: s.gpus))
+                    }
+                }
+            }
+            return ExperimentPlan(
+                name: name, title: title, xName: "SLO scale", runs: runs, baselines: s.fixed, subject: "tetriserve",
+                notes: notes)
+        }
+        switch name {
+        case "slo-sweep", "sd3":
+            return sweep(
+                title: "SLO attainment vs SLO scale (\(s.model.name), \(s.gpus) GPUs, \(s.count) requests, "
+                    + "\(ExperimentReport.number(s.rate)) req/min)")
+        case "rate-sweep":
+            var runs: [ExperimentRun] = []
+            let scale = s.sloScales.first ?? 1
+            for (panel, mix) in mixes {
+                for rate in [6.0, 9, 12, 15, 18] {
+                    for p in s.policies {
+                        runs.append(
+                            ExperimentRun(
+                                panel: panel, series: p, x: rate, policy: p, granularity: s.granularity,
+                                spec: s.spec(mix: mix, scale: scale, rate: rate), model: s.model, gpus: s.gpus))
+                    }
+                }
+            }
+            return ExperimentPlan(
+                name: name,
+                title: "SLO attainment vs arrival rate (\(s.model.name), SLO scale \(ExperimentReport.number(scale)))",
+                xName: "req/min", runs: runs, baselines: s.fixed, subject: "tetriserve", notes: notes)
+        case "granularity":
+            var runs: [ExperimentRun] = []
+            for (panel, mix) in mixes {
+                for scale in [s.sloScales.first ?? 1, s.sloScales.last ?? 1.5].uniqued() {
+                    for g in [1, 2, 5, 10, 15] {
+                        runs.append(
+                            ExperimentRun(
+                                panel: panel, series: "SLO \(ExperimentReport.number(scale))x", x: Double(g),
+                                policy: "tetriserve", granularity: g, spec: s.spec(mix: mix, scale: scale),
+                                model: s.model, gpus: s.gpus))
+                    }
+                }
+            }
+            return ExperimentPlan(
+                name: name, title: "TetriServe SLO attainment vs step granularity (\(s.model.name))",
+                xName: "granularity", runs: runs,
+                notes: notes + ["Round length = granularity × the slowest class's fastest step time."])
+        case "ablation":
+            var runs: [ExperimentRun] = []
+            for (panel, mix) in mixes {
+                for scale in s.sloScales {
+                    for p in ["tetriserve-dp", "tetriserve-placement", "tetriserve"] {
+                        runs.append(
+                            ExperimentRun(
+                                panel: panel, series: p, x: scale, policy: p, granularity: s.granularity,
+                                spec: s.spec(mix: mix, scale: scale), model: s.model, gpus: s.gpus))
+                    }
+                }
+            }
+            return ExperimentPlan(
+                name: name,
+                title:
+                    "Ablation (\(s.model.name), hand-off \(ExperimentReport.number(Double(s.model.handoff) / 1000)) ms)",
+                xName: "SLO scale", runs: runs, notes: notes)
+        case "homogeneous":
+            var runs: [ExperimentRun] = []
+            for (k, res) in s.model.resolutions.enumerated() {
+                var w = [Double](repeating: 0, count: s.model.resolutions.count)
+                w[k] = 1
+                for scale in s.sloScales {
+                    for p in s.policies {
+                        runs.append(
+                            ExperimentRun(
+                                panel: "only \(res)", series: p, x: scale, policy: p, granularity: s.granularity,
+                                spec: s.spec(mix: .weights(w), scale: scale), model: s.model, gpus: s.gpus))
+                    }
+                }
+            }
+            return ExperimentPlan(
+                name: name, title: "Single-resolution workloads (\(s.model.name))", xName: "SLO scale", runs: runs,
+                baselines: s.fixed, subject: "tetriserve", notes: notes)
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import TetriCore
+import TetriSim
+
+struct ExperimentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "experiment",
+        abstract: "Run a named evaluation: a Markdown table on stdout, CSV and SVG plots in --out.",
+        discussion: """
+            Experiments: slo-sweep (both mixes, SLO scales 1.0–1.5, every policy), rate-sweep (6–18 req/min), \
+            granularity (1, 2, 5, 10, 15), ablation (packing → +placement → +scale-up), homogeneous \
+            (one resolution at a time), sd3 (the SD3-Medium / 4×A40 profile). Each point averages --seeds seeds.
+            """
+    )
+
+    @Argument(help: "Experiment: \(ExperimentCatalog.names.joined(separator: ", ")).")
+    var name: String
+
+    @Option(help: "Cost profile JSON (default: the FLUX profile; the SD3 profile for 'sd3').")
+    var profile: String?
+
+    @Option(help: "Number of seeds per point (seeds 1...N).")
+    var seeds: Int = 5
+
+    @Option(help: "GPUs on the node (default: the profile's).")
+    var gpus: Int?
+
+    @Option(help: "Requests per trace.")
+    var count: Int = 300
+
+    @Option(help: "Arrival rate in requests per minute (not used by rate-sweep).")
+    var rate: Double = 12
+
+    @Option(help: "Step granularity of the round schedulers (not used by granularity).")
+    var granularity: Int = 5
+
+    @Option(name: .customLong("handoff-ms"), help: "Modelled cost of moving a request to other GPUs, in ms.")
+    var handoffMs: Double = 0
+
+    @Option(name: .customLong("slo-scales"), help: "Comma-separated SLO scales (the first is used by rate-sweep).")
+    var sloScales: String = "1.0,1.1,1.2,1.3,1.4,1.5"
+
+    @Option(help: "Folder for the CSV and SVG files.")
+    var out: String = "results"
+
+    func run() throws {
+        guard ExperimentCatalog.names.contains(name) else {
+            throw ValidationError(
+                "unknown experiment '\(name)'; expected one of: \(ExperimentCatalog.names.joined(separator: ", "))")
+        }
+        guard seeds >= 1 else { throw ValidationError("--seeds must be >= 1, got \(seeds)") }
+        guard count >= 1 else { throw ValidationError("--count must be >= 1, got \(count)") }
+        guard handoffMs >= 0 && handoffMs.isFinite else { throw ValidationError("--handoff-ms must be >= 0") }
+        let scales = sloScales.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !scales.isEmpty, scales.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("--slo-scales must be comma-separated positive numbers, got '\(sloScales)'")
+        }
+        let path = profile ?? (name == "sd3" ? "profiles/sd3-medium-a40x4.json" : Defaults.profile)
+        let model = try userFacing { try ProfileFile.load(path, handoff: .fromMilliseconds(handoffMs)) }
+        let gpus = self.gpus ?? model.gpus
+        guard gpus >= 1 && gpus <= GPUSet.capacity else {
+            throw ValidationError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
+        }
+        guard granularity >= 1 else { throw ValidationError("--granularity must be >= 1, got \(granularity)") }
+        var settings = ExperimentCatalog.Settings(model: model, gpus: gpus)
+        settings.count = count
+        settings.rate = rate
+        settings.granularity = granularity
+        settings.sloScales = scales.map { $0! }
+        guard let plan = ExperimentCatalog.plan(name, settings: settings) else {
+            throw ValidationError("unknown experiment '\(name)'")
+        }
+        let started = ContinuousClock.now
+        let seedList = (1...seeds).map { UInt64($0) }
+        let points = try userFacing {
+            try plan.execute(seeds: seedList) { done, total in
+                if done == total || done % max(1, total / 50) == 0 {
+                    FileHandle.standardError.write(Data("\r\(name): \(done)/\(total) simulations".utf8))
+                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+                }
+            }
+        }
+        let report = ExperimentReport(plan: plan, points: points, seeds: seeds)
+        print(report.markdown, terminator: "")
+        let base = (out as NSString).appendingPathComponent(name)
+        try userFacing { try writeFile(report.csv, to: base + ".csv") }
+        for (k, panel) in plan.panels.enumerated() {
+            let slug = panel.lowercased().replacingOccurrences(of: " ", with: "-")
+            try userFacing { try writeFile(report.svg(panel: panel), to: base + "-\(k + 1)-\(slug).svg") }
+        }
+        let secs = started.duration(to: .now)
+        log(
+            "\(name): \(plan.runs.count * seeds) simulations in \(secs.formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 1)))); files in \(out)/"
+        )
+    }
+}

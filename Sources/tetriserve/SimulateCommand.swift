@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import TetriCore
+import TetriSim
+
+struct SimulateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simulate",
+        abstract: "Run one scheduling policy on a trace in virtual time and report SLO attainment and latency.",
+        discussion: "Policies: \(Policies.names.joined(separator: ", "))."
+    )
+
+    @Option(help: "Cost profile JSON.")
+    var profile: String = Defaults.profile
+
+    @Option(help: "Trace CSV (id,arrival_s,width,height,steps,slo_s).")
+    var trace: String
+
+    @Option(help: "Scheduling policy: \(Policies.names.joined(separator: ", ")).")
+    var policy: String = "tetriserve"
+
+    @Option(help: "GPUs on the node (default: the profile's).")
+    var gpus: Int?
+
+    @Option(
+        help: "Step granularity of the round schedulers: steps per round of the slowest class at its fastest degree.")
+    var granularity: Int = 5
+
+    @Option(name: .customLong("handoff-ms"), help: "Modelled cost of moving a request to other GPUs, in ms.")
+    var handoffMs: Double = 0
+
+    @Option(help: "Write the result JSON here.")
+    var json: String?
+
+    @Option(help: "Write the block log (JSON lines) here.")
+    var log: String?
+
+    func run() throws {
+        guard handoffMs >= 0 && handoffMs.isFinite else { throw ValidationError("--handoff-ms must be >= 0") }
+        let model = try userFacing { try ProfileFile.load(profile, handoff: .fromMilliseconds(handoffMs)) }
+        guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
+            throw ValidationError("cannot read trace '\(trace)'")
+        }
+        let trace = try userFacing { try Trace(csv: text) }
+        let gpus = self.gpus ?? model.gpus
+        guard gpus >= 1 && gpus <= GPUSet.capacity else {
+            throw ValidationError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
+        }
+        var scheduler = try userFacing { try Policies.make(policy, model: model, gpus: gpus, granularity: granularity) }
+        let outcome = try userFacing {
+            try Simulator.run(trace: trace, model: model, gpus: gpus, scheduler: &scheduler, recordBlocks: log != nil)
+        }
+        let summary = SimulationSummary(outcome)
+        print(summary.text)
+        if let json {
+            let data = try summary.json()
+            try userFacing { try writeFile(String(decoding: data, as: UTF8.self) + "\n", to: json) }
+        }
+        if let log {
+            try userFacing { try writeFile(outcome.blocks.map(\.jsonLine).joined(separator: "\n") + "\n", to: log) }
+        }
+    }
+}
