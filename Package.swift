@@ -15,15 +15,21 @@ let package = Package(
     targets: [
         .target(name: "TetriCore"),
         .target(name: "TetriSim", dependencies: ["TetriCore"]),
+        .systemLibrary(name: "COpenBLAS"),
+        .systemLibrary(name: "CZlib"),
+        .target(name: "CShm"),
+        .target(name: "DiTEngine", dependencies: ["TetriCore", "COpenBLAS", "CZlib", "CShm"]),
         .executableTarget(
             name: "tetriserve",
             dependencies: [
                 "TetriCore",
                 "TetriSim",
+                "DiTEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "TetriCoreTests", dependencies: ["TetriCore"]),
         .testTarget(name: "TetriSimTests", dependencies: ["TetriCore", "TetriSim"]),
+        .testTarget(name: "DiTEngineTests", dependencies: ["DiTEngine", "TetriCore", "CZlib"]),
     ]
 )
