@@ -9,17 +9,6 @@ extension RoundScheduler {
         var cost: Int64
     }
 
-    /// A knapsack value: survivors first, then least GPU-time.
-    struct Score {
-        var survivors: Int32
-        var cost: Int64
-
-        @inline(__always)
-        func isBetter(than other: Score) -> Bool {
-            survivors > other.survivors || (survivors == other.survivors && cost < other.cost)
-        }
-    }
-
     /// A request's assignment for this decision.
     struct Pick {
         var index: Int  // into view.requests
@@ -49,91 +38,27 @@ extension RoundScheduler {
         guard capacity > 0 else { return Decision(wakeAt: tNext) }
 
         // 1–2. Options per waiting request.
-        var options: [Option] = []
-        var optionStart: [Int] = []  // per on-time item, index of its first option (none)
-        var items: [Int] = []  // on-time request indices
-        var late: [Int] = []
-        options.reserveCapacity(view.requests.count * 4)
-        for (i, r) in view.requests.enumerated() where !r.isRunning && r.remainingSteps > 0 {
-            let c = classes[r.resolution]
-            let s = r.remainingSteps
-            let first = options.count
-            let noneSurvives = tNext + minFinish(c, s) <= r.deadline
-            options.append(
-                Option(
-                    choice: -1, width: 0, steps: 0, survives: noneSurvives,
-                    cost: noneSurvives ? planCost(c, s, budget: r.deadline - tNext) : 0))
-            var onTime = noneSurvives
-            for o in c.widths.indices where c.widths[o] <= capacity {
-                let q = min(s, Int(window / c.stepTime[o]))
-                guard q >= 1 else { continue }
-                let spent = Int64(q) * Int64(c.widths[o]) * c.stepTime[o]
-                let survives: Bool
-                var cost = spent
-                if q == s {
-                    survives = now + Micros(q) * c.stepTime[o] <= r.deadline
-                } else {
-                    survives = tNext + minFinish(c, s - q) <= r.deadline
-                    if survives { cost += planCost(c, s - q, budget: r.deadline - tNext) }
-                }
-                onTime = onTime || survives
-                options.append(Option(choice: o, width: c.widths[o], steps: q, survives: survives, cost: cost))
-            }
-            if onTime {
-                items.append(i)
-                optionStart.append(first)
-            } else {
-                options.removeSubrange(first...)
-                late.append(i)
-            }
-        }
-        optionStart.append(options.count)
+        let problem = roundProblem(view, boundary: tNext)
+        let options = problem.options
+        let items = problem.items
+        let optionStart = problem.groupStart
+        let packing = problem.packing
 
         // 3. Group knapsack over the on-time requests.
         var picks: [Pick] = []
-        picks.reserveCapacity(items.count + late.count)
+        picks.reserveCapacity(items.count + problem.late.count)
         var used = 0
         if !items.isEmpty {
-            let width = capacity + 1
-            var dp = [Score](repeating: Score(survivors: 0, cost: 0), count: width)
-            var next = dp
-            var back = [UInt8](repeating: 0, count: items.count * width)
+            let chosen = GroupKnapsack.solve(options: packing, groupStart: optionStart, capacity: capacity)
             for k in items.indices {
-                let lo = optionStart[k]
-                let hi = optionStart[k + 1]
-                for cap in 0..<width {
-                    var best = Score(survivors: -1, cost: 0)
-                    var bestOption = 0
-                    for o in lo..<hi where options[o].width <= cap {
-                        let prev = dp[cap - options[o].width]
-                        let value = Score(
-                            survivors: prev.survivors + (options[o].survives ? 1 : 0),
-                            cost: prev.cost + options[o].cost)
-                        if value.isBetter(than: best) {
-                            best = value
-                            bestOption = o - lo
-                        }
-                    }
-                    next[cap] = best
-                    back[k * width + cap] = UInt8(bestOption)
-                }
-                swap(&dp, &next)
-            }
-            var cap = capacity
-            var chosen = [Int](repeating: 0, count: items.count)
-            for k in items.indices.reversed() {
-                let o = optionStart[k] + Int(back[k * width + cap])
-                chosen[k] = o
-                cap -= options[o].width
-            }
-            for k in items.indices {
-                let o = options[chosen[k]]
-                picks.append(Pick(index: items[k], choice: o.choice, onTime: true))
-                used += o.width
+                let o = chosen[k]
+                picks.append(Pick(index: items[k], choice: options[o].choice, onTime: true))
+                used += options[o].width
             }
         }
 
         // 4. Late requests: leftover GPUs, smallest fitting degree, shortest remaining work first.
+        var late = problem.late
         if used < capacity && !late.isEmpty {
             let classes = self.classes
             let work = late.map { i in
@@ -176,6 +101,69 @@ extension RoundScheduler {
             }
         }
         return Decision(starts: starts, wakeAt: tNext)
+    }
+
+    /// The round problem at a decision point: each waiting request's options (stages 1–2), the
+    /// on-time ones as knapsack groups, and the late ones.
+    struct RoundProblem {
+        var options: [Option]
+        /// Group start per on-time request, plus the end.
+        var groupStart: [Int]
+        /// On-time request indices (into `view.requests`), one per group.
+        var items: [Int]
+        /// Late request indices.
+        var late: [Int]
+
+        var packing: [GroupKnapsack.Option] {
+            options.map { GroupKnapsack.Option(width: $0.width, survives: $0.survives, cost: $0.cost) }
+        }
+    }
+
+    func roundProblem(_ view: ClusterView, boundary tNext: Micros) -> RoundProblem {
+        let now = view.now
+        let window = tNext - now
+        let capacity = view.free.count
+        var options: [Option] = []
+        var optionStart: [Int] = []  // per on-time item, index of its first option (none)
+        var items: [Int] = []  // on-time request indices
+        var late: [Int] = []
+        options.reserveCapacity(view.requests.count * 4)
+        for (i, r) in view.requests.enumerated() where !r.isRunning && r.remainingSteps > 0 {
+            let c = classes[r.resolution]
+            let s = r.remainingSteps
+            let first = options.count
+            let noneSurvives = tNext + minFinish(c, s) <= r.deadline
+            options.append(
+                Option(
+                    choice: -1, width: 0, steps: 0, survives: noneSurvives,
+                    cost: noneSurvives ? planCost(c, s, budget: r.deadline - tNext) : 0))
+            var onTime = noneSurvives
+            for o in c.widths.indices where c.widths[o] <= capacity {
+                let q = min(s, Int(window / c.stepTime[o]))
+                guard q >= 1 else { continue }
+                let spent = Int64(q) * Int64(c.widths[o]) * c.stepTime[o]
+                let survives: Bool
+                var cost = spent
+                if q == s {
+                    survives = now + Micros(q) * c.stepTime[o] <= r.deadline
+                } else {
+                    survives = tNext + minFinish(c, s - q) <= r.deadline
+                    if survives { cost += planCost(c, s - q, budget: r.deadline - tNext) }
+                }
+                onTime = onTime || survives
+                options.append(Option(choice: o, width: c.widths[o], steps: q, survives: survives, cost: cost))
+            }
+            if onTime {
+                items.append(i)
+                optionStart.append(first)
+            } else {
+                options.removeSubrange(first...)
+                late.append(i)
+            }
+        }
+        optionStart.append(options.count)
+
+        return RoundProblem(options: options, groupStart: optionStart, items: items, late: late)
     }
 
     /// The largest allowed degree that fits `capacity`, ignoring the round length.

@@ -2,7 +2,7 @@ import TetriCore
 
 /// Random cluster states for benchmarks and property tests: `pending` unfinished requests of
 /// random classes, progress and deadlines (some already late), some of them running on
-/// disjoint GPU sets, the rest waiting with random previous placements.
+/// disjoint GPU sets (at most half of the node), the rest waiting with random previous placements.
 public enum RandomStates {
     public static func make(model: CostModel, gpus: Int, pending: Int, seed: UInt64) -> ClusterView {
         var rng = SeededRandom(seed: seed)
@@ -22,7 +22,7 @@ public enum RandomStates {
             var last = GPUSet()
             var running = false
             let k = usable[Int(rng.next() % UInt64(usable.count))]
-            if rng.next() % 4 == 0 && free.count >= k {
+            if rng.next() % 4 == 0 && free.count - k >= gpus / 2 {
                 // Running on k free GPUs.
                 last = free.lowest(k)
                 free = free.subtracting(last)
