@@ -114,4 +114,20 @@ int tsv_allowed_cpu_count(void) {
     return CPU_COUNT(&set);
 }
 
+int tsv_nth_allowed_cpu(int n) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    int count = CPU_COUNT(&set);
+    if (count <= 0) return 0;
+    int want = n % count;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (CPU_ISSET(cpu, &set)) {
+            if (want == 0) return cpu;
+            want--;
+        }
+    }
+    return 0;
+}
+
 void tsv_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }

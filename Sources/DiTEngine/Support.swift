@@ -41,3 +41,10 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         return Float((-2 * Foundation.log(Swift.max(u1, 1e-300))).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }
+
+/// The median of non-empty values (mean of the middle two for an even count).
+public func median(_ values: [Double]) -> Double {
+    precondition(!values.isEmpty)
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}

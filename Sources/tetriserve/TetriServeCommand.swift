@@ -14,6 +14,7 @@ struct TetriServeCommand: AsyncParsableCommand {
             SimulateCommand.self,
             ExperimentCommand.self,
             BenchCommand.self,
+            GenerateCommand.self, ProfileCommand.self, WorkerCommand.self,
         ]
     )
 }

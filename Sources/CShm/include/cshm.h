@@ -48,6 +48,9 @@ int tsv_pin_to_cpu(int cpu);
 /// Number of CPUs this process may run on.
 int tsv_allowed_cpu_count(void);
 
+/// The `n`-th CPU (counting from 0, wrapping around) this process may run on.
+int tsv_nth_allowed_cpu(int n);
+
 /// Ignores SIGPIPE so that writes to a dead worker fail with EPIPE instead of killing the caller.
 void tsv_ignore_sigpipe(void);
 

@@ -1,0 +1,402 @@
+import CShm
+import Foundation
+
+/// Starts and supervises `tetriserve worker` processes, one per device, and runs commands on
+/// groups of them. A worker that dies is reported (naming it) to the caller whose command it was
+/// running, and replaced; the other workers and requests carry on.
+///
+/// Thread-safe: commands on disjoint groups may run concurrently from different threads.
+public final class WorkerPool: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var workers: Int
+        public var model: String
+        public var seed: UInt64
+        /// Safetensors weights to load instead of the seeded initialisation.
+        public var weights: String?
+        /// The largest image token count a request may have.
+        public var maxImageTokens: Int
+        /// Bytes of shared memory for request regions.
+        public var heapBytes: Int
+        /// The `tetriserve` executable that runs `worker`.
+        public var executable: String
+        /// `OPENBLAS_CORETYPE` for the workers (nil: OpenBLAS detects the CPU itself).
+        public var coreType: String?
+        /// Pin worker i to the i-th CPU this process may use.
+        public var pin: Bool
+
+        public init(
+            workers: Int, model: String = "small", seed: UInt64 = 0, weights: String? = nil, maxImageTokens: Int? = nil,
+            heapBytes: Int = 256 << 20, executable: String? = nil, coreType: String? = BLAS.recommendedCoreType(),
+            pin: Bool = true
+        ) throws {
+            guard workers > 0 else { throw EngineError.pool("--workers must be at least 1, got \(workers)") }
+            self.workers = workers
+            self.model = model
+            self.seed = seed
+            self.weights = weights
+            let config = ModelConfig.named[model] ?? .small
+            self.maxImageTokens = maxImageTokens ?? (config.patchSize >= 16 ? 4096 : 1024)
+            self.heapBytes = heapBytes
+            self.executable = try executable ?? WorkerPool.locateExecutable()
+            self.coreType = coreType
+            self.pin = pin
+        }
+    }
+
+    final class Handle {
+        let index: Int
+        let lock = NSLock()
+        var pid: pid_t = 0
+        var toWorker: Int32 = -1
+        var fromWorker: Int32 = -1
+        var reader = LineReader(fd: -1)
+        var core = ""
+
+        init(index: Int) { self.index = index }
+    }
+
+    public let options: Options
+    public let config: ModelConfig
+    let arena: Arena
+    let handles: [Handle]
+    let heapLock = NSLock()
+    var regions: [Int: Int] = [:]  // offset → bytes
+
+    public var workerCount: Int { handles.count }
+
+    /// Starts the workers and waits until each has answered with its OpenBLAS core.
+    public init(options: Options) throws {
+        tsv_ignore_sigpipe()
+        guard let config = ModelConfig.named[options.model] else {
+            throw EngineError.invalidModel(
+                "unknown model '\(options.model)'; choose one of \(ModelConfig.named.keys.sorted().joined(separator: ", "))"
+            )
+        }
+        self.options = options
+        self.config = config
+        arena = try Arena(
+            layout: ArenaLayout(
+                workers: options.workers, config: config, maxImageTokens: options.maxImageTokens,
+                heapBytes: options.heapBytes))
+        handles = (0..<options.workers).map { Handle(index: $0) }
+        do {
+            for h in handles { try spawn(h) }
+            for h in handles { try hello(h) }
+        } catch {
+            shutdown()
+            throw error
+        }
+    }
+
+    deinit { shutdown() }
+
+    /// The OpenBLAS core each worker reported at start.
+    public var coreNames: [String] { handles.map { h in h.lock.withLock { h.core } } }
+
+    /// Process ids of the workers (for supervision and tests).
+    public var pids: [Int32] { handles.map { h in h.lock.withLock { h.pid } } }
+
+    /// Stops every worker.
+    public func shutdown() {
+        for h in handles {
+            h.lock.withLock {
+                guard h.pid > 0 else { return }
+                if h.toWorker >= 0 { close(h.toWorker) }
+                if h.fromWorker >= 0 { close(h.fromWorker) }
+                h.toWorker = -1
+                h.fromWorker = -1
+                var status: Int32 = 0
+                // Closing stdin ends the worker loop; give it a moment, then make sure.
+                for _ in 0..<200 {
+                    if waitpid(h.pid, &status, WNOHANG) == h.pid {
+                        h.pid = 0
+                        return
+                    }
+                    usleep(5000)
+                }
+                kill(h.pid, SIGKILL)
+                waitpid(h.pid, &status, 0)
+                h.pid = 0
+            }
+        }
+    }
+
+    /// The `tetriserve` executable: `$TETRISERVE_EXECUTABLE`, this process when it is
+    /// `tetriserve`, or a `tetriserve` next to this process's executable (a test bundle in the
+    /// build products folder).
+    public static func locateExecutable() throws -> String {
+        if let path = ProcessInfo.processInfo.environment["TETRISERVE_EXECUTABLE"] { return path }
+        let me =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? CommandLine.arguments[0]
+        let url = URL(fileURLWithPath: me)
+        if url.lastPathComponent == "tetriserve" { return url.path }
+        let sibling = url.deletingLastPathComponent().appendingPathComponent("tetriserve").path
+        if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
+        throw EngineError.pool(
+            "cannot find the tetriserve executable (looked at \(sibling)); build it or set TETRISERVE_EXECUTABLE")
+    }
+
+    // MARK: Processes
+
+    func spawn(_ h: Handle) throws {
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        env["OMP_NUM_THREADS"] = "1"
+        if let core = options.coreType { env["OPENBLAS_CORETYPE"] = core }
+        let layoutJSON = String(decoding: try JSONEncoder().encode(arena.layout), as: UTF8.self)
+        var args = [
+            options.executable, "worker", "--index", String(h.index), "--arena-fd", String(arena.fd), "--layout",
+            layoutJSON, "--model", options.model, "--seed", String(options.seed),
+        ]
+        if let w = options.weights { args += ["--weights", w] }
+        if options.pin { args += ["--cpu", String(tsv_nth_allowed_cpu(Int32(h.index)))] }
+        let envStrings = env.map { "\($0.key)=\($0.value)" }
+        var pid: pid_t = 0
+        var toWorker: Int32 = -1
+        var fromWorker: Int32 = -1
+        let rc = withCStrings(args) { argv in
+            withCStrings(envStrings) { envp in
+                tsv_spawn(options.executable, argv, envp, -1, &pid, &toWorker, &fromWorker)
+            }
+        }
+        guard rc == 0 else {
+            throw EngineError.pool("cannot start worker \(h.index) (\(options.executable)): errno \(rc)")
+        }
+        h.pid = pid
+        h.toWorker = toWorker
+        h.fromWorker = fromWorker
+        h.reader = LineReader(fd: fromWorker)
+    }
+
+    func hello(_ h: Handle) throws {
+        let replies = try run([h], messages: [WorkerMessage(op: .hello)], abortOnDeath: nil)
+        let core = replies[0].core ?? "unknown"
+        h.lock.withLock { h.core = core }
+        if let want = options.coreType, core.lowercased() != want.lowercased() {
+            throw EngineError.pool("worker \(h.index) reports OpenBLAS core \(core), expected \(want)")
+        }
+    }
+
+    /// Reaps a dead worker and starts a replacement; returns how it ended.
+    func replace(_ h: Handle) -> String {
+        var status: Int32 = 0
+        if h.toWorker >= 0 { close(h.toWorker) }
+        if h.fromWorker >= 0 { close(h.fromWorker) }
+        h.toWorker = -1
+        h.fromWorker = -1
+        var detail = "its pipe closed"
+        if h.pid > 0 {
+            var reaped = false
+            for _ in 0..<400 {
+                if waitpid(h.pid, &status, WNOHANG) == h.pid {
+                    reaped = true
+                    break
+                }
+                usleep(5000)
+            }
+            if !reaped {
+                kill(h.pid, SIGKILL)
+                waitpid(h.pid, &status, 0)
+            }
+            let signal = status & 0x7F
+            detail = signal != 0 ? "killed by signal \(signal)" : "exited with status \((status >> 8) & 0xFF)"
+        }
+        do {
+            try spawn(h)
+            let replies = try exchange([h], messages: [WorkerMessage(op: .hello)], abortOnDeath: nil)
+            h.core = replies[0].core ?? "unknown"
+        } catch {
+            detail += "; restarting it failed: \(error)"
+            h.pid = 0
+        }
+        return detail
+    }
+
+    // MARK: Commands
+
+    /// Sends one message to each worker and waits for every reply. Locks the workers (in index
+    /// order) for the duration. When a worker dies, `abortOnDeath` is aborted so that its peers
+    /// stop waiting, the worker is replaced, and ``EngineError/workerDied(worker:pid:detail:)``
+    /// is thrown for the first dead worker.
+    func run(_ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?) throws -> [WorkerReply] {
+        let ordered = group.sorted { $0.index < $1.index }
+        for h in ordered { h.lock.lock() }
+        defer { for h in ordered.reversed() { h.lock.unlock() } }
+        return try exchange(group, messages: messages, abortOnDeath: abortOnDeath)
+    }
+
+    /// ``run(_:messages:abortOnDeath:)`` with the locks held.
+    func exchange(_ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?) throws -> [WorkerReply] {
+        var replies = [WorkerReply?](repeating: nil, count: group.count)
+        var dead: [(Int, pid_t)] = []
+        func died(_ i: Int) {
+            if !dead.contains(where: { $0.0 == i }) { dead.append((i, group[i].pid)) }
+            abortOnDeath?.abort()
+        }
+        for (i, h) in group.enumerated() {
+            guard h.pid > 0, h.toWorker >= 0 else {
+                died(i)
+                continue
+            }
+            do {
+                var data = try JSONEncoder().encode(messages[i])
+                data.append(0x0A)
+                try writeAll(fd: h.toWorker, data)
+            } catch {
+                died(i)
+            }
+        }
+        var pending = Set(group.indices).subtracting(dead.map(\.0))
+        while !pending.isEmpty {
+            for i in pending {
+                if let line = group[i].reader.bufferedLine() {
+                    replies[i] = try? JSONDecoder().decode(WorkerReply.self, from: Data(line))
+                    if replies[i] == nil { replies[i] = WorkerReply(ok: false, error: "unreadable reply") }
+                    pending.remove(i)
+                }
+            }
+            if pending.isEmpty { break }
+            let order = Array(pending)
+            var fds = order.map { pollfd(fd: group[$0].fromWorker, events: Int16(POLLIN), revents: 0) }
+            let n = poll(&fds, nfds_t(fds.count), 1000)
+            if n < 0 && errno != EINTR { throw EngineError.io("poll failed (errno \(errno))") }
+            for (j, i) in order.enumerated() where fds[j].revents != 0 {
+                let open = (try? group[i].reader.fill()) ?? false
+                if !open {
+                    died(i)
+                    pending.remove(i)
+                }
+            }
+        }
+        if let (first, pid) = dead.first {
+            var details: [Int: String] = [:]
+            for (i, _) in dead { details[i] = replace(group[i]) }
+            throw EngineError.workerDied(worker: group[first].index, pid: pid, detail: details[first] ?? "")
+        }
+        for (i, reply) in replies.enumerated() where reply?.ok != true {
+            throw EngineError.workerFailed(worker: group[i].index, message: reply?.error ?? "no reply")
+        }
+        return replies.map { $0! }
+    }
+
+    // MARK: Request regions
+
+    /// A request's place in shared memory.
+    public struct Region: Sendable {
+        public let layout: RegionLayout
+        public let geometry: SequenceGeometry
+    }
+
+    /// Reserves shared memory for a request of `imageTokens` tokens and fills its latent.
+    func allocate(imageTokens: Int, latent: [Float]) throws -> RegionLayout {
+        let probe = RegionLayout(offset: 0, imageTokens: imageTokens, config: config)
+        let bytes = probe.byteCount
+        let offset: Int = try heapLock.withLock {
+            var candidate = arena.layout.heapOffset
+            for (o, size) in regions.sorted(by: { $0.key < $1.key }) {
+                if candidate + bytes <= o { break }
+                candidate = Swift.max(candidate, o + size)
+            }
+            guard candidate + bytes <= arena.layout.size else {
+                throw EngineError.pool("shared memory for requests is full (\(options.heapBytes) bytes)")
+            }
+            regions[candidate] = bytes
+            return candidate
+        }
+        let region = RegionLayout(offset: offset, imageTokens: imageTokens, config: config)
+        arena.barrier(region).reset()
+        latent.withUnsafeBufferPointer { arena.latent(region).update(from: $0.baseAddress!, count: $0.count) }
+        return region
+    }
+
+    /// Single-thread sgemm rate of a worker on `n×n×n` products (median of `repetitions`), in
+    /// FLOP/s.
+    public func gemmRate(worker: Int, n: Int, repetitions: Int) throws -> Double {
+        let h = try handles([worker])
+        let reply = try run(
+            h, messages: [WorkerMessage(op: .gemm, gemmSize: n, repetitions: repetitions)], abortOnDeath: nil)
+        return reply[0].flops ?? 0
+    }
+
+    func free(_ region: RegionLayout) {
+        heapLock.withLock { _ = regions.removeValue(forKey: region.offset) }
+    }
+
+    func handles(_ workers: [Int]) throws -> [Handle] {
+        guard !workers.isEmpty, Set(workers).count == workers.count, workers.allSatisfy(handles.indices.contains)
+        else {
+            throw EngineError.invalidPlan(
+                "group \(workers) must name distinct workers in 0..<\(handles.count)")
+        }
+        return workers.map { handles[$0] }
+    }
+
+    /// Runs a request on the pool: the text encoder on the first group's first worker, then each
+    /// step on the group `placement(stepIndex, degree)` chooses (by default workers `0..<degree`).
+    /// Returns the final latent and the wall-clock seconds of each step as seen by the caller
+    /// (dispatch to the group, the step, and every rank's reply).
+    public func generate(
+        _ request: GenerationRequest, plan: DegreePlan? = nil,
+        placement: ((_ step: Int, _ degree: Int) -> [Int])? = nil,
+        progress: ((_ stepsDone: Int) -> Void)? = nil
+    ) throws -> (latent: [Float], stepSeconds: [Double]) {
+        let plan = plan ?? .uniform(degree: 1, steps: request.steps)
+        guard plan.totalSteps == request.steps else {
+            throw EngineError.invalidPlan(
+                "the plan covers \(plan.totalSteps) steps but the request has \(request.steps)")
+        }
+        guard plan.maxDegree <= handles.count else {
+            throw EngineError.invalidPlan(
+                "degree \(plan.maxDegree) needs more workers than the \(handles.count) started")
+        }
+        let grid = try config.grid(width: request.width, height: request.height)
+        guard grid.columns * grid.rows <= options.maxImageTokens else {
+            throw EngineError.invalidSize(
+                "size \(request.width)x\(request.height) has \(grid.columns * grid.rows) image tokens; "
+                    + "this pool serves at most \(options.maxImageTokens)")
+        }
+        let imageTokens = grid.columns * grid.rows
+        let times = Sampler.schedule(steps: request.steps, imageTokens: imageTokens)
+        let noise = Sampler.noise(seed: request.seed, count: imageTokens * config.patchDim)
+        let region = try allocate(imageTokens: imageTokens, latent: noise)
+        defer { free(region) }
+        let barrier = arena.barrier(region)
+        let degrees = plan.perStep
+        let choose = placement ?? { _, k in Array(0..<k) }
+
+        let encoder = try handles(choose(0, degrees[0]))[0]
+        let encoded = try run(
+            [encoder], messages: [WorkerMessage(op: .encode, region: region, prompt: request.prompt)],
+            abortOnDeath: barrier)
+        let geometry = SequenceGeometry(
+            textTokens: encoded[0].textTokens ?? 0, columns: grid.columns, rows: grid.rows)
+
+        var seconds: [Double] = []
+        for (i, k) in degrees.enumerated() {
+            let group = try handles(choose(i, k))
+            guard group.count == k else {
+                throw EngineError.invalidPlan("step \(i) at degree \(k) was placed on \(group.count) workers")
+            }
+            let messages = group.indices.map { rank in
+                WorkerMessage(
+                    op: .step, region: region, geometry: geometry, group: group.map(\.index), rank: rank,
+                    t: times[i], tNext: times[i + 1])
+            }
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = try run(group, messages: messages, abortOnDeath: barrier)
+            seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            progress?(i + 1)
+        }
+        let latent = Array(UnsafeBufferPointer(start: arena.latent(region), count: region.latentFloats))
+        return (latent, seconds)
+    }
+}
+
+/// Calls `body` with a NULL-terminated C array of the strings.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import Testing
+
+@testable import DiTEngine
+
+/// A pool of `tetriserve worker` processes running the tiny model with the weights of
+/// ``tinyModel`` (seed 42).
+func makeTinyPool(workers: Int) throws -> WorkerPool {
+    try WorkerPool(
+        options: WorkerPool.Options(workers: workers, model: "tiny", seed: 42, maxImageTokens: 256, heapBytes: 16 << 20)
+    )
+}
+
+final class Box<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: T
+
+    init(_ value: T) { stored = value }
+
+    var value: T {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}
+
+@Suite(.serialized) struct WorkerPoolTests {
+    @Test func workersReportTheConfiguredOpenBLASCore() throws {
+        let pool = try makeTinyPool(workers: 2)
+        defer { pool.shutdown() }
+        #expect(pool.workerCount == 2)
+        if let want = BLAS.recommendedCoreType() {
+            #expect(pool.coreNames.allSatisfy { $0.lowercased() == want.lowercased() })
+        }
+        #expect(Set(pool.pids).count == 2)
+    }
+
+    /// Random prompts, sizes and degree plans (degree changing every step, groups on rotating and
+    /// scattered workers) give the degree-1 latent.
+    @Test func poolMatchesDegreeOneForRandomPlans() throws {
+        let pool = try makeTinyPool(workers: 3)
+        defer { pool.shutdown() }
+        let reference = LocalEngine(model: tinyModel)
+        var rng = SplitMix64(seed: 2024)
+        let words = ["fox", "river", "neon", "castle", "rain", "a", "quiet", "glass", "tower", "of", "moss"]
+        for trial in 0..<6 {
+            let prompt = (0..<(1 + Int(rng.next() % 6))).map { _ in words[Int(rng.next() % UInt64(words.count))] }
+                .joined(separator: " ")
+            let width = 8 * (1 + Int(rng.next() % 6))
+            let height = 8 * (1 + Int(rng.next() % 6))
+            let steps = 2 + Int(rng.next() % 4)
+            // Trial 0 changes degree every step; the others draw a random degree per step.
+            let degrees = (0..<steps).map { i in trial == 0 ? [1, 3, 2, 3, 1][i % 5] : 1 + Int(rng.next() % 3) }
+            var blocks: [(degree: Int, steps: Int)] = []
+            for k in degrees {
+                if let last = blocks.last, last.degree == k {
+                    blocks[blocks.count - 1].steps += 1
+                } else {
+                    blocks.append((k, 1))
+                }
+            }
+            let plan = DegreePlan(blocks: blocks)
+            // Each step's group: a random subset of the workers in a random order.
+            let groups = degrees.map { k in Array([0, 1, 2].shuffled(using: &rng).prefix(k)) }
+            let request = GenerationRequest(
+                prompt: prompt, width: width, height: height, steps: steps, seed: rng.next() % 1000)
+            let want = try reference.generateLatent(request)
+            let got = try pool.generate(request, plan: plan, placement: { step, _ in groups[step] })
+            #expect(got.latent.count == want.count)
+            #expect(relativeError(got.latent, want) <= 1e-4, "trial \(trial): \(request) plan \(plan) groups \(groups)")
+        }
+    }
+
+    @Test func groupsMustNameDistinctExistingWorkers() throws {
+        let pool = try makeTinyPool(workers: 2)
+        defer { pool.shutdown() }
+        let request = GenerationRequest(prompt: "x", width: 16, height: 16, steps: 1, seed: 1)
+        #expect(throws: EngineError.self) {
+            try pool.generate(request, plan: .uniform(degree: 2, steps: 1), placement: { _, _ in [1, 1] })
+        }
+        #expect(throws: EngineError.self) { try pool.generate(request, plan: .uniform(degree: 3, steps: 1)) }
+        // The pool still works after rejected requests.
+        let ok = try pool.generate(request, plan: .uniform(degree: 2, steps: 1))
+        #expect(relativeError(ok.latent, try LocalEngine(model: tinyModel).generateLatent(request)) <= 1e-4)
+    }
+
+    /// Killing a worker during a request's steps fails that request with an error naming the
+    /// worker; a request running at the same time on another worker finishes with the right
+    /// latent, and the pool (with a replacement worker) serves the next request correctly.
+    @Test func workerDeathIsReportedAndThePoolRecovers() throws {
+        let pool = try makeTinyPool(workers: 3)
+        defer { pool.shutdown() }
+        let reference = LocalEngine(model: tinyModel)
+        let pids = pool.pids
+        let other = GenerationRequest(prompt: "unrelated request", width: 64, height: 64, steps: 12, seed: 5)
+        let victim = GenerationRequest(
+            prompt: "request that loses a worker", width: 128, height: 128, steps: 40, seed: 6)
+
+        let otherResult = Box<Result<[Float], any Error>?>(nil)
+        let otherDone = DispatchSemaphore(value: 0)
+        Thread {
+            otherResult.value = Result { try pool.generate(other, placement: { _, _ in [0] }).latent }
+            otherDone.signal()
+        }.start()
+
+        let stepsDone = Box(0)
+        let killer = DispatchSemaphore(value: 0)
+        Thread {
+            while stepsDone.value < 2 { usleep(1000) }
+            usleep(3000)
+            kill(pids[2], SIGKILL)
+            killer.signal()
+        }.start()
+        var caught: EngineError?
+        do {
+            _ = try pool.generate(
+                victim, plan: .uniform(degree: 2, steps: victim.steps), placement: { _, _ in [1, 2] },
+                progress: { stepsDone.value = $0 })
+        } catch let error as EngineError {
+            caught = error
+        }
+        killer.wait()
+        otherDone.wait()
+
+        guard case .workerDied(let worker, let pid, let detail) = caught else {
+            Issue.record("expected workerDied, got \(String(describing: caught))")
+            return
+        }
+        #expect(worker == 2)
+        #expect(pid == pids[2])
+        #expect(detail.contains("signal 9"))
+        #expect(caught!.description.contains("worker 2"))
+
+        let otherLatent = try #require(try otherResult.value?.get())
+        #expect(otherLatent == (try reference.generateLatent(other)))
+
+        // Worker 2 was replaced and the group that lost it works again.
+        #expect(pool.pids[2] != pids[2])
+        #expect(pool.pids[0] == pids[0] && pool.pids[1] == pids[1])
+        let again = GenerationRequest(prompt: "after the failure", width: 24, height: 40, steps: 3, seed: 7)
+        let got = try pool.generate(again, plan: .uniform(degree: 2, steps: 3), placement: { _, _ in [2, 1] })
+        #expect(relativeError(got.latent, try reference.generateLatent(again)) <= 1e-4)
+    }
+}
