@@ -2,7 +2,8 @@
 public enum Policies {
     /// Every policy name, in the order reports list them.
     public static let names = [
-        "tetriserve", "tetriserve-dp", "tetriserve-placement", "sp1", "sp2", "sp4", "sp8", "rssp",
+        "tetriserve", "tetriserve-dp", "tetriserve-placement", "tetriserve-literal", "sp1", "sp2", "sp4", "sp8",
+        "rssp",
     ]
 
     /// The policies an SLO or rate sweep compares.
@@ -22,6 +23,32 @@ public enum Policies {
         }
     }
 
+    /// The round scheduler's configuration for a policy name, or nil when `name` is not a
+    /// round-scheduler policy.
+    public static func roundConfiguration(
+        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5
+    ) -> RoundScheduler.Configuration? {
+        switch name {
+        case "tetriserve":
+            return .init(name: name, granularity: granularity)
+        case "tetriserve-dp":
+            return .init(name: name, granularity: granularity, placement: false, scaleUp: false, midRound: false)
+        case "tetriserve-placement":
+            return .init(name: name, granularity: granularity, scaleUp: false, midRound: false)
+        case "tetriserve-literal":
+            // The paper's round loop read literally: survival from the bare fastest step time,
+            // survivors as the only objective, decisions at round boundaries only, scale-up
+            // blocks that hold their GPUs to the round end.
+            return .init(
+                name: name, granularity: granularity, midRound: false, elasticTicks: false, roundAware: false,
+                priceFuture: false)
+        case "rssp":
+            return .init(name: name, granularity: granularity, fixedDegrees: rsspDegrees(model: model, gpus: gpus))
+        default:
+            return nil
+        }
+    }
+
     /// Builds the scheduler for `name`.
     ///
     /// - Throws: ``PolicyError`` naming the policy for unknown names, unprofiled degrees or
@@ -30,23 +57,10 @@ public enum Policies {
         _ name: String, model: CostModel, gpus: Int, granularity: Int = 5
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
+        if let configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
+            return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
+        }
         switch name {
-        case "tetriserve":
-            return try RoundScheduler(
-                configuration: .init(name: name, granularity: granularity), model: model, gpus: gpus)
-        case "tetriserve-dp":
-            return try RoundScheduler(
-                configuration: .init(name: name, granularity: granularity, placement: false, workConserving: false),
-                model: model, gpus: gpus)
-        case "tetriserve-placement":
-            return try RoundScheduler(
-                configuration: .init(name: name, granularity: granularity, placement: true, workConserving: false),
-                model: model, gpus: gpus)
-        case "rssp":
-            return try RoundScheduler(
-                configuration: .init(
-                    name: name, granularity: granularity, fixedDegrees: rsspDegrees(model: model, gpus: gpus)),
-                model: model, gpus: gpus)
         case "sp1", "sp2", "sp4", "sp8":
             return try FixedDegreeScheduler(degree: Int(name.dropFirst(2))!, gpus: gpus, model: model)
         default:

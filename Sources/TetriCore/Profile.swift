@@ -30,6 +30,20 @@ public struct Profile: Codable, Sendable, Equatable {
     public var degrees: [Int]
     public var resolutions: [String: Entry]
 
+    enum CodingKeys: String, CodingKey {
+        case name, description, gpus, degrees, resolutions
+    }
+
+    /// Decodes a profile; `description` may be left out.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        description = try c.decodeIfPresent(String.self, forKey: .description) ?? ""
+        gpus = try c.decode(Int.self, forKey: .gpus)
+        degrees = try c.decode([Int].self, forKey: .degrees)
+        resolutions = try c.decode([String: Entry].self, forKey: .resolutions)
+    }
+
     public init(name: String, description: String, gpus: Int, degrees: [Int], resolutions: [String: Entry]) {
         self.name = name
         self.description = description

@@ -31,7 +31,7 @@ extension RoundScheduler {
             atBoundary = true
         }
         let tNext = nextBoundary!
-        guard atBoundary || configuration.workConserving else { return Decision(wakeAt: tNext) }
+        guard atBoundary || configuration.midRound else { return Decision(wakeAt: tNext) }
         let window = tNext - now
         let free = view.free
         let capacity = free.count
@@ -81,7 +81,7 @@ extension RoundScheduler {
         }
 
         // 5. Work-conserving scale-up of the chosen requests into idle GPUs.
-        if configuration.workConserving && used < capacity && configuration.fixedDegrees == nil {
+        if configuration.scaleUp && used < capacity && configuration.fixedDegrees == nil {
             used = scaleUp(&picks, view: view, used: used, capacity: capacity, window: window)
         }
 
@@ -136,19 +136,19 @@ extension RoundScheduler {
             options.append(
                 Option(
                     choice: -1, width: 0, steps: 0, survives: noneSurvives,
-                    cost: noneSurvives ? planCost(c, s, budget: r.deadline - tNext) : 0))
+                    cost: noneSurvives && configuration.priceFuture ? planCost(c, s, budget: r.deadline - tNext) : 0))
             var onTime = noneSurvives
             for o in c.widths.indices where c.widths[o] <= capacity {
                 let q = min(s, Int(window / c.stepTime[o]))
                 guard q >= 1 else { continue }
-                let spent = Int64(q) * Int64(c.widths[o]) * c.stepTime[o]
+                let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * c.stepTime[o] : 0
                 let survives: Bool
                 var cost = spent
                 if q == s {
                     survives = now + Micros(q) * c.stepTime[o] <= r.deadline
                 } else {
                     survives = tNext + minFinish(c, s - q) <= r.deadline
-                    if survives { cost += planCost(c, s - q, budget: r.deadline - tNext) }
+                    if survives && configuration.priceFuture { cost += planCost(c, s - q, budget: r.deadline - tNext) }
                 }
                 onTime = onTime || survives
                 options.append(Option(choice: o, width: c.widths[o], steps: q, survives: survives, cost: cost))

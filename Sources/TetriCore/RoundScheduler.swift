@@ -33,23 +33,36 @@ public struct RoundScheduler: Scheduler {
         public var granularity: Int
         /// Keep requests on their previous GPUs where possible.
         public var placement: Bool
-        /// Scale up into idle GPUs and decide again whenever GPUs free up inside a round.
-        public var workConserving: Bool
+        /// Give GPUs left after packing and late requests to the requests that gain most.
+        public var scaleUp: Bool
+        /// Decide again whenever GPUs free up inside a round (not only at round boundaries).
+        public var midRound: Bool
+        /// Scaled-up blocks end at the next tick (`T_ref`) instead of the round boundary, so
+        /// that GPUs lent by scale-up return quickly to requests that arrive inside a round.
+        public var elasticTicks: Bool
+        /// Survival and plans count whole rounds (steps only run inside rounds, with the idle
+        /// tail a round leaves); off, they use the bare step times as if steps ran back to back.
+        public var roundAware: Bool
+        /// Price options by GPU-time now plus the minimal plan for the rest, so that among
+        /// equally many survivors the packing prefers progress over idling; off, the packing
+        /// counts survivors only.
+        public var priceFuture: Bool
         /// A fixed degree per resolution class (index order of the cost model), or nil for free
         /// choice among the profiled degrees.
         public var fixedDegrees: [Int]?
-        /// Scaled-up blocks end at the next tick (`T_ref`) instead of the round boundary, so
-        /// that GPUs lent by scale-up return quickly to requests that arrive inside a round.
-        public var elasticTicks: Bool = true
 
         public init(
-            name: String, granularity: Int = 5, placement: Bool = true, workConserving: Bool = true,
-            fixedDegrees: [Int]? = nil
+            name: String, granularity: Int = 5, placement: Bool = true, scaleUp: Bool = true, midRound: Bool = true,
+            elasticTicks: Bool = true, roundAware: Bool = true, priceFuture: Bool = true, fixedDegrees: [Int]? = nil
         ) {
             self.name = name
             self.granularity = granularity
             self.placement = placement
-            self.workConserving = workConserving
+            self.scaleUp = scaleUp
+            self.midRound = midRound
+            self.elasticTicks = elasticTicks
+            self.roundAware = roundAware
+            self.priceFuture = priceFuture
             self.fixedDegrees = fixedDegrees
         }
     }
@@ -111,7 +124,7 @@ public struct RoundScheduler: Scheduler {
                 t.widths.append(model.degrees[d])
                 t.stepTime.append(time)
                 t.perRound.append(q)
-                t.planTime.append((round + Micros(q) - 1) / Micros(q))
+                t.planTime.append(configuration.roundAware ? (round + Micros(q) - 1) / Micros(q) : time)
             }
             classes.append(t)
         }
@@ -138,6 +151,7 @@ public struct RoundScheduler: Scheduler {
     /// The soonest `steps` steps of class `c` can finish from a round boundary.
     @inline(__always)
     func minFinish(_ c: ClassTable, _ steps: Int) -> Micros {
+        if !configuration.roundAware { return Micros(steps) * c.stepTime.min()! }
         var best = Micros.max
         for o in c.widths.indices {
             best = min(best, Self.roundFinish(c, o, steps, round: round))

@@ -13,10 +13,12 @@ public struct ExperimentRun: Sendable {
     public var spec: WorkloadSpec
     public var model: CostModel
     public var gpus: Int
+    /// A round-scheduler configuration to run instead of the named policy.
+    public var configuration: RoundScheduler.Configuration?
 
     public init(
         panel: String, series: String, x: Double, policy: String, granularity: Int = 5, spec: WorkloadSpec,
-        model: CostModel, gpus: Int
+        model: CostModel, gpus: Int, configuration: RoundScheduler.Configuration? = nil
     ) {
         self.panel = panel
         self.series = series
@@ -26,6 +28,15 @@ public struct ExperimentRun: Sendable {
         self.spec = spec
         self.model = model
         self.gpus = gpus
+        self.configuration = configuration
+    }
+
+    /// The scheduler this run uses.
+    public func makeScheduler() throws(PolicyError) -> any Scheduler {
+        if let configuration {
+            return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
+        }
+        return try Policies.make(policy, model: model, gpus: gpus, granularity: granularity)
     }
 }
 
@@ -90,8 +101,7 @@ public struct ExperimentPlan: Sendable {
                 var spec = run.spec
                 spec.seed = job.seed
                 let trace = try spec.generate()
-                var scheduler = try Policies.make(
-                    run.policy, model: run.model, gpus: run.gpus, granularity: run.granularity)
+                var scheduler = try run.makeScheduler()
                 let outcome = try Simulator.run(trace: trace, model: run.model, gpus: run.gpus, scheduler: &scheduler)
                 let summary = SimulationSummary(outcome)
                 results.withLock { $0[j] = summary }

@@ -2,7 +2,31 @@ import TetriCore
 
 /// The named experiments of `tetriserve experiment`.
 public enum ExperimentCatalog {
-    public static let names = ["slo-sweep", "rate-sweep", "granularity", "ablation", "homogeneous", "sd3"]
+    public static let names = [
+        "slo-sweep", "rate-sweep", "granularity", "ablation", "mechanisms", "homogeneous", "sd3",
+    ]
+
+    /// The ladder of the `mechanisms` experiment: the paper's round loop read literally, then
+    /// each change this implementation makes, one at a time, ending at `tetriserve`.
+    public static func mechanismLadder(granularity: Int) -> [RoundScheduler.Configuration] {
+        var c = RoundScheduler.Configuration(
+            name: "literal", granularity: granularity, midRound: false, elasticTicks: false, roundAware: false,
+            priceFuture: false)
+        var ladder = [c]
+        c.roundAware = true
+        c.name = "+round-aware"
+        ladder.append(c)
+        c.priceFuture = true
+        c.name = "+priced future"
+        ladder.append(c)
+        c.midRound = true
+        c.name = "+mid-round"
+        ladder.append(c)
+        c.elasticTicks = true
+        c.name = "+elastic ticks"
+        ladder.append(c)
+        return ladder
+    }
 
     /// The shared knobs.
     public struct Settings: Sendable {
@@ -118,6 +142,23 @@ public enum ExperimentCatalog {
                 title:
                     "Ablation (\(s.model.name), hand-off \(ExperimentReport.number(Double(s.model.handoff) / 1000)) ms)",
                 xName: "SLO scale", runs: runs, notes: notes)
+        case "mechanisms":
+            var runs: [ExperimentRun] = []
+            for (panel, mix) in mixes {
+                for scale in s.sloScales {
+                    for c in mechanismLadder(granularity: s.granularity) {
+                        runs.append(
+                            ExperimentRun(
+                                panel: panel, series: c.name, x: scale, policy: "tetriserve",
+                                granularity: s.granularity, spec: s.spec(mix: mix, scale: scale), model: s.model,
+                                gpus: s.gpus, configuration: c))
+                    }
+                }
+            }
+            return ExperimentPlan(
+                name: name, title: "From the literal round loop to TetriServe, one change at a time (\(s.model.name))",
+                xName: "SLO scale", runs: runs,
+                notes: notes + ["'+elastic ticks' is the full `tetriserve` policy."])
         case "homogeneous":
             var runs: [ExperimentRun] = []
             for (k, res) in s.model.resolutions.enumerated() {

@@ -39,13 +39,13 @@ struct SchedulerBench: ParsableCommand {
 
     func run() throws {
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
-            throw ValidationError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
+            throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
         }
-        guard pending >= 1 else { throw ValidationError("--pending must be >= 1, got \(pending)") }
+        guard pending >= 1 else { throw UserError("--pending must be >= 1, got \(pending)") }
         let model = try userFacing { try ProfileFile.load(profile) }
         let prototype = try userFacing { try Policies.make(policy, model: model, gpus: gpus) }
         let count = states ?? max(20, min(5000, 2_000_000 / max(1, gpus * pending)))
-        guard count >= 1 else { throw ValidationError("--states must be >= 1") }
+        guard count >= 1 else { throw UserError("--states must be >= 1") }
         let views = (0..<count).map {
             RandomStates.make(model: model, gpus: gpus, pending: pending, seed: UInt64($0 + 1))
         }

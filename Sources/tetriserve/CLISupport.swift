@@ -10,12 +10,13 @@ struct UserError: Error, CustomStringConvertible {
     init(_ error: some CustomStringConvertible) { description = error.description }
 }
 
-/// Runs a throwing body and turns domain errors into one-line validation errors.
+/// Runs a throwing body and turns domain errors (which render as one line naming the problem)
+/// into ``UserError``s, which the argument parser prints as `Error: <message>` with exit code 1.
 func userFacing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
     } catch let e as any CustomStringConvertible & Error {
-        throw ValidationError(e.description)
+        throw UserError(e.description)
     }
 }
 

@@ -46,30 +46,30 @@ struct ExperimentCommand: ParsableCommand {
 
     func run() throws {
         guard ExperimentCatalog.names.contains(name) else {
-            throw ValidationError(
+            throw UserError(
                 "unknown experiment '\(name)'; expected one of: \(ExperimentCatalog.names.joined(separator: ", "))")
         }
-        guard seeds >= 1 else { throw ValidationError("--seeds must be >= 1, got \(seeds)") }
-        guard count >= 1 else { throw ValidationError("--count must be >= 1, got \(count)") }
-        guard handoffMs >= 0 && handoffMs.isFinite else { throw ValidationError("--handoff-ms must be >= 0") }
+        guard seeds >= 1 else { throw UserError("--seeds must be >= 1, got \(seeds)") }
+        guard count >= 1 else { throw UserError("--count must be >= 1, got \(count)") }
+        guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
         let scales = sloScales.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard !scales.isEmpty, scales.allSatisfy({ ($0 ?? 0) > 0 }) else {
-            throw ValidationError("--slo-scales must be comma-separated positive numbers, got '\(sloScales)'")
+            throw UserError("--slo-scales must be comma-separated positive numbers, got '\(sloScales)'")
         }
         let path = profile ?? (name == "sd3" ? "profiles/sd3-medium-a40x4.json" : Defaults.profile)
         let model = try userFacing { try ProfileFile.load(path, handoff: .fromMilliseconds(handoffMs)) }
         let gpus = self.gpus ?? model.gpus
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
-            throw ValidationError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
+            throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
         }
-        guard granularity >= 1 else { throw ValidationError("--granularity must be >= 1, got \(granularity)") }
+        guard granularity >= 1 else { throw UserError("--granularity must be >= 1, got \(granularity)") }
         var settings = ExperimentCatalog.Settings(model: model, gpus: gpus)
         settings.count = count
         settings.rate = rate
         settings.granularity = granularity
         settings.sloScales = scales.map { $0! }
         guard let plan = ExperimentCatalog.plan(name, settings: settings) else {
-            throw ValidationError("unknown experiment '\(name)'")
+            throw UserError("unknown experiment '\(name)'")
         }
         let started = ContinuousClock.now
         let seedList = (1...seeds).map { UInt64($0) }

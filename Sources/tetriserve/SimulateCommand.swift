@@ -36,15 +36,15 @@ struct SimulateCommand: ParsableCommand {
     var log: String?
 
     func run() throws {
-        guard handoffMs >= 0 && handoffMs.isFinite else { throw ValidationError("--handoff-ms must be >= 0") }
+        guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
         let model = try userFacing { try ProfileFile.load(profile, handoff: .fromMilliseconds(handoffMs)) }
         guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
-            throw ValidationError("cannot read trace '\(trace)'")
+            throw UserError("cannot read trace '\(trace)'")
         }
         let trace = try userFacing { try Trace(csv: text) }
         let gpus = self.gpus ?? model.gpus
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
-            throw ValidationError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
+            throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
         }
         var scheduler = try userFacing { try Policies.make(policy, model: model, gpus: gpus, granularity: granularity) }
         let outcome = try userFacing {

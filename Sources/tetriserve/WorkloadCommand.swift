@@ -57,7 +57,7 @@ struct WorkloadCommand: ParsableCommand {
 
     func makeSpec() throws -> WorkloadSpec {
         guard let mix = Mix(parsing: mix) else {
-            throw ValidationError(
+            throw UserError(
                 "--mix must be uniform, skewed or comma-separated non-negative weights, got '\(self.mix)'")
         }
         var spec = WorkloadSpec()
@@ -67,7 +67,7 @@ struct WorkloadCommand: ParsableCommand {
         if let baseSLO {
             let values = baseSLO.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard values.allSatisfy({ $0 != nil }) else {
-                throw ValidationError("--base-slo must be comma-separated seconds, got '\(baseSLO)'")
+                throw UserError("--base-slo must be comma-separated seconds, got '\(baseSLO)'")
             }
             spec.baseSLO = values.map { $0! }
         }

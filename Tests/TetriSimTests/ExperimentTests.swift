@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+@testable import TetriCore
+@testable import TetriSim
+
+@Suite struct ExperimentTests {
+    @Test func mechanismLadderEndsAtTheFullPolicy() throws {
+        let m = try model()
+        var last = try #require(ExperimentCatalog.mechanismLadder(granularity: 5).last)
+        last.name = "tetriserve"
+        #expect(last == Policies.roundConfiguration("tetriserve", model: m, gpus: 8))
+        var first = try #require(ExperimentCatalog.mechanismLadder(granularity: 5).first)
+        first.name = "tetriserve-literal"
+        #expect(first == Policies.roundConfiguration("tetriserve-literal", model: m, gpus: 8))
+    }
+
+    @Test func everyNamedExperimentHasAPlan() throws {
+        let s = ExperimentCatalog.Settings(model: try model(), gpus: 8)
+        for name in ExperimentCatalog.names {
+            let plan = try #require(ExperimentCatalog.plan(name, settings: s))
+            #expect(!plan.runs.isEmpty)
+        }
+        #expect(ExperimentCatalog.plan("nope", settings: s) == nil)
+        // On 4 GPUs sp8 cannot run and is left out, with a note.
+        let small = ExperimentCatalog.Settings(model: try model(), gpus: 4)
+        let plan = try #require(ExperimentCatalog.plan("slo-sweep", settings: small))
+        #expect(!plan.runs.contains { $0.policy == "sp8" })
+        #expect(plan.notes.contains { $0.contains("sp8") })
+    }
+
+    @Test func seedAveragesAndGainsAreComputedFromTheRuns() throws {
+        let m = try model()
+        var s = ExperimentCatalog.Settings(model: m, gpus: 8)
+        s.count = 40
+        s.sloScales = [1.5]
+        let plan = try #require(ExperimentCatalog.plan("slo-sweep", settings: s))
+        let points = try plan.execute(seeds: [1, 2])
+        #expect(points.count == plan.runs.count)
+        // Each point is the mean of its seeds' simulations.
+        let run = plan.runs[0]
+        var total = 0.0
+        for seed: UInt64 in [1, 2] {
+            var spec = run.spec
+            spec.seed = seed
+            var sch = try run.makeScheduler()
+            total +=
+                SimulationSummary(try Simulator.run(trace: spec.generate(), model: m, gpus: 8, scheduler: &sch))
+                .sloAttainment
+        }
+        #expect(abs(points[0].sar - total / 2) < 1e-12)
+        let report = ExperimentReport(plan: plan, points: points, seeds: 2)
+        for g in report.gains() {
+            let best = points.filter { $0.panel == g.panel && $0.x == g.x && $0.series != "tetriserve" }
+                .map(\.sar).max()!
+            #expect(g.best == best)
+            #expect(g.isHighest == (g.subject >= best))
+        }
+        #expect(report.csv.split(separator: "\n").count == points.count + 1)
+        #expect(report.svg(panel: "uniform").hasPrefix("<svg"))
+        #expect(report.markdown.contains("| SLO scale | tetriserve | sp1 | sp2 | sp4 | sp8 | rssp |"))
+    }
+}
