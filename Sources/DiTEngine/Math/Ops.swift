@@ -19,14 +19,39 @@ public enum Ops {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
     }
 
+    /// Lanes of `b` where `a < b`, else of `a`. The mask comes from the sign bit of `a − b`
+    /// (exact under IEEE rounding) rather than a vector comparison, whose mask type compiles to
+    /// slow per-lane code for 16-lane vectors.
+    @inline(__always)
+    static func lanewiseMax(_ a: V, _ b: V) -> V {
+        let m = unsafeBitCast(a - b, to: SIMD16<Int32>.self) &>> 31
+        let ai = unsafeBitCast(a, to: SIMD16<Int32>.self)
+        let bi = unsafeBitCast(b, to: SIMD16<Int32>.self)
+        return unsafeBitCast((ai & ~m) | (bi & m), to: V.self)
+    }
+
+    /// Lanes of `b` where `b < a`, else of `a` (see ``lanewiseMax(_:_:)``).
+    @inline(__always)
+    static func lanewiseMin(_ a: V, _ b: V) -> V {
+        let m = unsafeBitCast(b - a, to: SIMD16<Int32>.self) &>> 31
+        let ai = unsafeBitCast(a, to: SIMD16<Int32>.self)
+        let bi = unsafeBitCast(b, to: SIMD16<Int32>.self)
+        return unsafeBitCast((ai & ~m) | (bi & m), to: V.self)
+    }
+
     /// `e^x` for 16 lanes (Cephes-style range reduction and a degree-6 polynomial, about 2 ulp;
-    /// inputs below -87.3 give 0 and above 88.3 give +inf).
+    /// inputs are clamped to [-87.3, 88.3], so far-negative inputs give about 1e-38 instead of 0
+    /// and far-positive ones about 2.4e38 instead of +inf).
     @inline(__always)
     public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         let hi = V(repeating: 88.3762626647949)
         let lo = V(repeating: -87.3365478515625)
-        let xc = x.clamped(lowerBound: lo, upperBound: hi)
-        let n = (xc * V(repeating: 1.44269504088896341)).rounded(.toNearestOrEven)
+        let xc = lanewiseMin(lanewiseMax(x, lo), hi)
+        // Adding 1.5·2²³ rounds x·log2(e) to the nearest integer n and leaves n in the low
+        // mantissa bits, so no float-to-integer conversion is needed.
+        let magic = V(repeating: 12_582_912)
+        let shifted = xc * V(repeating: 1.44269504088896341) + magic
+        let n = shifted - magic
         var r = xc - n * V(repeating: 0.693359375)
         r = r + n * V(repeating: 2.12194440e-4)
         var p = V(repeating: 1.9875691500e-4)
@@ -37,12 +62,9 @@ public enum Ops {
         p = p * r + V(repeating: 5.0000001201e-1)
         let r2 = r * r
         let poly = p * r2 + r + V(repeating: 1)
-        let ni = SIMD16<Int32>(n) &+ SIMD16<Int32>(repeating: 127)
-        let scale = unsafeBitCast(ni &<< 23, to: V.self)
-        var result = poly * scale
-        result.replace(with: V(repeating: 0), where: x .< lo)
-        result.replace(with: V(repeating: .infinity), where: x .> hi)
-        return result
+        let ni = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- SIMD16<Int32>(repeating: 0x4B40_0000)
+        let scale = unsafeBitCast((ni &+ SIMD16<Int32>(repeating: 127)) &<< 23, to: V.self)
+        return poly * scale
     }
 
     /// Scalar `e^x` through the same approximation as the vector one.
@@ -69,12 +91,27 @@ public enum Ops {
 
     /// In-place softmax of each of `rows` rows of `cols` values (row stride `ld`).
     public static func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int) {
+        var sums = [Float](repeating: 0, count: rows)
+        sums.withUnsafeMutableBufferPointer { s in
+            expShiftedRows(p, rows: rows, cols: cols, ld: ld, sums: s.baseAddress!)
+        }
+        for r in 0..<rows {
+            let inv = 1 / sums[r]
+            map(p + r * ld, count: cols) { $0 * V(repeating: inv) }
+        }
+    }
+
+    /// The unnormalised softmax: replaces each row `x` by `e^(x − max x)` and stores the row's
+    /// sum in `sums[r]` (dividing by it later, on a narrower product, finishes the softmax).
+    public static func expShiftedRows(
+        _ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, sums: UnsafeMutablePointer<Float>
+    ) {
         for r in 0..<rows {
             let row = p + r * ld
             var mv = V(repeating: -.infinity)
             var i = 0
             while i + width <= cols {
-                mv = pointwiseMax(mv, load(row + i))
+                mv = lanewiseMax(mv, load(row + i))
                 i += width
             }
             var m = mv.max()
@@ -98,8 +135,7 @@ public enum Ops {
                 s += e
                 i += 1
             }
-            let inv = 1 / s
-            map(row, count: cols) { $0 * V(repeating: inv) }
+            sums[r] = s
         }
     }
 

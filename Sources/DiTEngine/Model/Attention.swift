@@ -12,6 +12,7 @@ enum Attention {
         guard tokens > 0, heads > 0 else { return }
         let block = Swift.min(queryBlock, tokens)
         let scores = Buffer(block * tokens)
+        let sums = Buffer(block)
         let scale = 1 / Float(headDim).squareRoot()
         for h in 0..<heads {
             var r0 = 0
@@ -20,10 +21,16 @@ enum Attention {
                 BLAS.sgemm(
                     transB: true, m: rows, n: tokens, k: headDim, alpha: scale, a: q + r0 * ld + h * headDim, lda: ld,
                     b: k + h * headDim, ldb: ld, c: scores.p, ldc: tokens)
-                Ops.softmaxRows(scores.p, rows: rows, cols: tokens, ld: tokens)
+                Ops.expShiftedRows(scores.p, rows: rows, cols: tokens, ld: tokens, sums: sums.p)
+                let o = out + r0 * ldo + h * headDim
                 BLAS.sgemm(
-                    m: rows, n: headDim, k: tokens, a: scores.p, lda: tokens, b: v + h * headDim, ldb: ld,
-                    c: out + r0 * ldo + h * headDim, ldc: ldo)
+                    m: rows, n: headDim, k: tokens, a: scores.p, lda: tokens, b: v + h * headDim, ldb: ld, c: o,
+                    ldc: ldo)
+                for r in 0..<rows {
+                    let inv = 1 / sums.p[r]
+                    let row = o + r * ldo
+                    for c in 0..<headDim { row[c] *= inv }
+                }
                 r0 += rows
             }
         }
