@@ -141,3 +141,43 @@ final class Box<T>: @unchecked Sendable {
         #expect(relativeError(got.latent, try reference.generateLatent(again)) <= 1e-4)
     }
 }
+
+@Suite(.serialized) struct CommandLineTests {
+    /// `tetriserve generate` with a degree-changing plan writes a PNG whose pixels are the
+    /// in-process degree-1 image.
+    @Test func generateWritesThePlanIndependentImage() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("gen-\(getpid()).png").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try WorkerPool.locateExecutable())
+        process.arguments = [
+            "generate", "--prompt", "a small test", "--size", "40x24", "--steps", "4", "--seed", "3", "--model",
+            "tiny", "--weights-seed", "42", "--plan", "2x1,1x1,2x2", "--rotate", "--workers", "3", "--out", out,
+        ]
+        process.standardError = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let decoded = try decodePNG([UInt8](try Data(contentsOf: URL(fileURLWithPath: out))))
+        #expect(decoded.width == 40 && decoded.height == 24)
+        let want = try LocalEngine(model: tinyModel).generateImage(
+            GenerationRequest(prompt: "a small test", width: 40, height: 24, steps: 4, seed: 3))
+        // Latents agree to float rounding, so 8-bit pixels agree to within one level.
+        #expect(zip(decoded.rgb, want).allSatisfy { abs(Int($0) - Int($1)) <= 1 })
+    }
+
+    /// Workers load weights from a safetensors file when the pool names one.
+    @Test func workersLoadSafetensorsWeights() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("pool-\(getpid()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try tinyModel.weights.save(to: path)
+        let pool = try WorkerPool(
+            options: WorkerPool.Options(
+                workers: 2, model: "tiny", seed: 0, weights: path, maxImageTokens: 64, heapBytes: 4 << 20))
+        defer { pool.shutdown() }
+        let request = GenerationRequest(prompt: "from a file", width: 16, height: 32, steps: 2, seed: 8)
+        let got = try pool.generate(request, plan: .uniform(degree: 2, steps: 2))
+        #expect(relativeError(got.latent, try LocalEngine(model: tinyModel).generateLatent(request)) <= 1e-4)
+    }
+}
