@@ -4,10 +4,10 @@ import ArgumentParser
 struct TetriServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tetriserve",
-        abstract: "Deadline-aware serving of Diffusion Transformer image generation with step-level sequence parallelism.",
+        abstract: "Deadline-aware Diffusion Transformer image generation with step-level sequence parallelism.",
         discussion: """
-            The same round scheduler drives the simulator (virtual time on a profiled cost model) and,
-            in later modules, the server on real workers.
+            One round scheduler drives the simulator (virtual time on a profiled cost model) and the \
+            execution engine (CPU workers running a DiT with Ulysses sequence parallelism).
             """,
         subcommands: [
             WorkloadCommand.self,
