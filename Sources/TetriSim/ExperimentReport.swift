@@ -136,7 +136,7 @@ public struct ExperimentReport: Sendable {
         let colors = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" "
         s += "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"\(left)\" y=\"24\" font-size=\"14\">\(Self.escape(plan.title)): \(Self.escape(panel))</text>\n"
+        s += "<text x=\"\(left)\" y=\"24\" font-size=\"14\">\(Self.escape(plan.name)): \(Self.escape(panel))</text>\n"
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
         for i in 0...5 {
             let y = Double(i) / 5

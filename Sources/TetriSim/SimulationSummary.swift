@@ -24,6 +24,22 @@ public struct SimulationSummary: Sendable, Codable, Equatable {
         public var p99: Double
     }
 
+    /// One window of the degree timeline.
+    public struct TimelinePoint: Sendable, Codable, Equatable {
+        /// Window start in seconds.
+        public var tS: Double
+        /// Block-time-weighted mean degree of the blocks running in the window (0 when idle).
+        public var averageDegree: Double
+        /// Mean number of busy GPUs in the window.
+        public var busyGPUs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case tS = "t_s"
+            case averageDegree = "average_degree"
+            case busyGPUs = "busy_gpus"
+        }
+    }
+
     public struct Completion: Sendable, Codable, Equatable {
         public var id: Int
         public var arrivalS: Double
@@ -51,6 +67,8 @@ public struct SimulationSummary: Sendable, Codable, Equatable {
     public var gpuSeconds: Double
     /// Block-time-weighted mean degree of the running blocks.
     public var averageDegree: Double
+    /// Average degree and busy GPUs over time, in windows of ``Simulator/timelineWindow``.
+    public var degreeTimeline: [TimelinePoint]
     /// Scheduler invocations.
     public var decisions: Int
     public var completions: [Completion]
@@ -62,6 +80,7 @@ public struct SimulationSummary: Sendable, Codable, Equatable {
         case latencyS = "latency_s"
         case gpuSeconds = "gpu_seconds"
         case averageDegree = "average_degree"
+        case degreeTimeline = "degree_timeline"
     }
 
     public init(_ o: SimulationOutcome) {
@@ -87,6 +106,14 @@ public struct SimulationSummary: Sendable, Codable, Equatable {
         gpuSeconds = o.gpuTime.seconds
         averageDegree = o.blockTime == 0 ? 0 : Double(o.gpuTime) / Double(o.blockTime)
         decisions = o.decisions
+        let window = Double(Simulator.timelineWindow)
+        degreeTimeline = o.windowGPUTime.indices.map { w in
+            TimelinePoint(
+                tS: Double(w) * window / 1e6,
+                averageDegree: o.windowBlockTime[w] == 0
+                    ? 0 : Double(o.windowGPUTime[w]) / Double(o.windowBlockTime[w]),
+                busyGPUs: Double(o.windowGPUTime[w]) / window)
+        }
         completions = o.completions.map {
             Completion(
                 id: $0.id, arrivalS: $0.arrival.seconds, finishS: $0.finish.seconds, deadlineS: $0.deadline.seconds,

@@ -46,6 +46,10 @@ public struct SimulationOutcome: Sendable {
     /// Σ block duration (the denominator of the time-weighted mean degree).
     public var blockTime: Int64
     public var decisions: Int
+    /// Per window of ``Simulator/timelineWindow``: Σ degree × overlap and Σ overlap of the
+    /// blocks running in it.
+    public var windowGPUTime: [Int64]
+    public var windowBlockTime: [Int64]
 }
 
 /// A discrete-event simulation in virtual time (integer microseconds): arrivals from a trace,
@@ -54,6 +58,26 @@ public struct SimulationOutcome: Sendable {
 /// wake-up. The simulator checks every decision: free GPUs only, one block per request at a
 /// time, profiled degrees, steps within what remains.
 public enum Simulator {
+    /// The width of the degree timeline's windows.
+    public static let timelineWindow: Micros = 10_000_000
+
+    static func addToTimeline(
+        start: Micros, end: Micros, degree: Int, gpuTime: inout [Int64], blockTime: inout [Int64]
+    ) {
+        var t = start
+        while t < end {
+            let w = Int(t / timelineWindow)
+            let stop = min(end, Micros(w + 1) * timelineWindow)
+            while gpuTime.count <= w {
+                gpuTime.append(0)
+                blockTime.append(0)
+            }
+            gpuTime[w] += Int64(degree) * (stop - t)
+            blockTime[w] += stop - t
+            t = stop
+        }
+    }
+
     public static func run(
         trace: Trace, model: CostModel, gpus: Int, scheduler: inout some Scheduler, recordBlocks: Bool = false
     ) throws(SimulationError) -> SimulationOutcome {
@@ -85,6 +109,8 @@ public enum Simulator {
         var blockTime: Int64 = 0
         var decisions = 0
         var idleDecisions = 0
+        var windowGPUTime: [Int64] = []
+        var windowBlockTime: [Int64] = []
         let policy = scheduler.name
 
         while done < reqs.count {
@@ -158,6 +184,9 @@ public enum Simulator {
                 blocks.append((now + duration, i, s.gpus, s.steps))
                 gpuTime += Int64(s.degree) * duration
                 blockTime += duration
+                addToTimeline(
+                    start: now, end: now + duration, degree: s.degree, gpuTime: &windowGPUTime,
+                    blockTime: &windowBlockTime)
                 if recordBlocks {
                     log.append(
                         BlockRecord(
@@ -188,7 +217,7 @@ public enum Simulator {
         }
         return SimulationOutcome(
             policy: policy, profile: model.name, gpus: gpus, completions: completions, blocks: log, gpuTime: gpuTime,
-            blockTime: blockTime, decisions: decisions)
+            blockTime: blockTime, decisions: decisions, windowGPUTime: windowGPUTime, windowBlockTime: windowBlockTime)
     }
 }
 

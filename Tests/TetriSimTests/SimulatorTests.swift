@@ -98,8 +98,12 @@ func square(_ n: Int) -> Resolution { Resolution(width: n, height: n) }
                 prevEnd = b.end
             }
         }
-        // GPU-time adds up.
+        // GPU-time adds up, overall and over the timeline's windows.
         #expect(out.gpuTime == out.blocks.reduce(Int64(0)) { $0 + Int64($1.degree) * ($1.end - $1.start) })
+        #expect(out.windowGPUTime.reduce(0, +) == out.gpuTime)
+        #expect(out.windowBlockTime.reduce(0, +) == out.blockTime)
+        // No window holds more GPU-time than the node has.
+        #expect(out.windowGPUTime.allSatisfy { $0 <= Int64(gpus) * Simulator.timelineWindow })
     }
 
     @Test(arguments: Policies.names)
@@ -149,6 +153,9 @@ func square(_ n: Int) -> Resolution { Resolution(width: n, height: n) }
             #expect(obj[key] != nil, "missing \(key)")
         }
         #expect(obj["requests"] as? Int == 40)
+        let timeline = try #require(obj["degree_timeline"] as? [[String: Double]])
+        #expect(timeline.count == summary.degreeTimeline.count && !timeline.isEmpty)
+        #expect(Set(timeline[0].keys) == ["t_s", "average_degree", "busy_gpus"])
         let lat = try #require(obj["latency_s"] as? [String: Double])
         #expect(Set(lat.keys) == ["mean", "p50", "p90", "p99"])
         let c = try #require((obj["completions"] as? [[String: Any]])?.first)
