@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TetriCore
 
 @testable import DiTEngine
 
@@ -179,5 +180,33 @@ final class Box<T>: @unchecked Sendable {
         let request = GenerationRequest(prompt: "from a file", width: 16, height: 32, steps: 2, seed: 8)
         let got = try pool.generate(request, plan: .uniform(degree: 2, steps: 2))
         #expect(relativeError(got.latent, try LocalEngine(model: tinyModel).generateLatent(request)) <= 1e-4)
+    }
+}
+
+@Suite(.serialized) struct ProfilerTests {
+    /// The profiler's output is a profile the scheduler's cost model accepts, with the classes'
+    /// token counts and a positive median for every degree.
+    @Test func profileFeedsTheCostModel() throws {
+        let pool = try makeTinyPool(workers: 2)
+        defer { pool.shutdown() }
+        let profiler = Profiler(warmup: 1, repetitions: 2)
+        let classes = Array(ModelConfig.tiny.resolutionClasses.prefix(2))
+        let measurements = try profiler.measureAll(pool: pool, classes: classes, degrees: [1, 2, 4])
+        #expect(measurements.count == 4)
+        #expect(measurements.allSatisfy { $0.samplesMs.count == 2 && $0.stepMs > 0 })
+        let profile = Profiler.profile(measurements, name: "test", description: "tiny", workers: 2)
+        let data = try JSONEncoder().encode(profile)
+        let decoded = try JSONDecoder().decode(Profile.self, from: data)
+        let model = try CostModel(profile: decoded)
+        #expect(model.degrees == [1, 2])
+        #expect(model.resolutionNames == ["32x32", "64x64"])
+        #expect(model.latentTokens == [16, 64])
+    }
+
+    @Test func coreTypeFollowsCPUFlags() {
+        #expect(BLAS.recommendedCoreType(cpuFlags: ["avx512f", "avx512bw", "avx512_bf16"]) == "Cooperlake")
+        #expect(BLAS.recommendedCoreType(cpuFlags: ["avx512f", "avx512bw", "avx2", "fma"]) == "SkylakeX")
+        #expect(BLAS.recommendedCoreType(cpuFlags: ["avx2", "fma", "avx"]) == "Haswell")
+        #expect(BLAS.recommendedCoreType(cpuFlags: ["sse2"]) == nil)
     }
 }
