@@ -63,6 +63,13 @@ struct GenerateCommand: ParsableCommand {
         guard plan.totalSteps == steps else {
             throw ValidationError("--plan covers \(plan.totalSteps) steps but --steps is \(steps)")
         }
+        if weights == nil {
+            guard let config = ModelConfig.named[model] else {
+                throw ValidationError(
+                    "--model must be one of \(ModelConfig.named.keys.sorted().joined(separator: ", ")), got '\(model)'")
+            }
+            _ = try userFacing { try config.grid(width: resolution.width, height: resolution.height) }
+        }
         let options = try userFacing {
             try WorkerPool.Options(
                 workers: workers ?? plan.maxDegree, model: model, seed: weightsSeed, weights: weights,
