@@ -84,9 +84,11 @@ final class Box<T>: @unchecked Sendable {
         #expect(relativeError(ok.latent, try LocalEngine(model: tinyModel).generateLatent(request)) <= 1e-4)
     }
 
-    /// Killing a worker during a request's steps fails that request with an error naming the
+    /// Killing a worker during a request's steps fails that block with an error naming the
     /// worker; a request running at the same time on another worker finishes with the right
-    /// latent, and the pool (with a replacement worker) serves the next request correctly.
+    /// latent; the failed request keeps the latent of its last completed step and finishes on
+    /// other workers with the right latent; the pool (with a replacement worker) serves the next
+    /// request correctly.
     @Test func workerDeathIsReportedAndThePoolRecovers() throws {
         let pool = try makeTinyPool(workers: 3)
         defer { pool.shutdown() }
@@ -94,7 +96,7 @@ final class Box<T>: @unchecked Sendable {
         let pids = pool.pids
         let other = GenerationRequest(prompt: "unrelated request", width: 64, height: 64, steps: 12, seed: 5)
         let victim = GenerationRequest(
-            prompt: "request that loses a worker", width: 128, height: 128, steps: 40, seed: 6)
+            prompt: "request that loses a worker", width: 64, height: 96, steps: 30, seed: 6)
 
         let otherResult = Box<Result<[Float], any Error>?>(nil)
         let otherDone = DispatchSemaphore(value: 0)
@@ -103,19 +105,24 @@ final class Box<T>: @unchecked Sendable {
             otherDone.signal()
         }.start()
 
-        let stepsDone = Box(0)
+        let stepsStarted = Box(0)
         let killer = DispatchSemaphore(value: 0)
         Thread {
-            while stepsDone.value < 2 { usleep(1000) }
+            while stepsStarted.value < 3 { usleep(1000) }
             usleep(3000)
             kill(pids[2], SIGKILL)
             killer.signal()
         }.start()
+        let job = try pool.begin(victim)
+        defer { pool.release(job) }
         var caught: EngineError?
         do {
-            _ = try pool.generate(
-                victim, plan: .uniform(degree: 2, steps: victim.steps), placement: { _, _ in [1, 2] },
-                progress: { stepsDone.value = $0 })
+            try pool.run(
+                job, steps: victim.steps, on: [1, 2],
+                shouldStop: {
+                    stepsStarted.value += 1
+                    return false
+                })
         } catch let error as EngineError {
             caught = error
         }
@@ -130,9 +137,15 @@ final class Box<T>: @unchecked Sendable {
         #expect(pid == pids[2])
         #expect(detail.contains("signal 9"))
         #expect(caught!.description.contains("worker 2"))
+        #expect(job.stepsDone >= 2 && job.stepsDone < victim.steps)
 
         let otherLatent = try #require(try otherResult.value?.get())
         #expect(otherLatent == (try reference.generateLatent(other)))
+
+        // The failed request continues from its last completed step on other workers.
+        try pool.run(job, steps: victim.steps - job.stepsDone, on: [0, 1])
+        #expect(job.isFinished)
+        #expect(relativeError(try pool.latent(job), try reference.generateLatent(victim)) <= 1e-4)
 
         // Worker 2 was replaced and the group that lost it works again.
         #expect(pool.pids[2] != pids[2])
@@ -140,6 +153,28 @@ final class Box<T>: @unchecked Sendable {
         let again = GenerationRequest(prompt: "after the failure", width: 24, height: 40, steps: 3, seed: 7)
         let got = try pool.generate(again, plan: .uniform(degree: 2, steps: 3), placement: { _, _ in [2, 1] })
         #expect(relativeError(got.latent, try reference.generateLatent(again)) <= 1e-4)
+    }
+
+    /// Blocks of a request run on different groups through the session API give the degree-1
+    /// latent, and the PNG of a finished request decodes to its pixels.
+    @Test func blocksOnChangingGroupsMatchDegreeOne() throws {
+        let pool = try makeTinyPool(workers: 3)
+        defer { pool.shutdown() }
+        let request = GenerationRequest(prompt: "blocks", width: 48, height: 40, steps: 7, seed: 12)
+        let job = try pool.begin(request)
+        defer { pool.release(job) }
+        try pool.run(job, steps: 2, on: [2])
+        try pool.run(job, steps: 3, on: [1, 0, 2])
+        #expect(try pool.run(job, steps: 2, on: [0, 2], shouldStop: { job.stepsDone == 6 }).count == 1)
+        #expect(job.stepsDone == 6)
+        try pool.run(job, steps: 1, on: [1])
+        #expect(job.isFinished)
+        #expect(throws: EngineError.self) { try pool.run(job, steps: 1, on: [0]) }
+        let want = try LocalEngine(model: tinyModel).generateLatent(request)
+        #expect(relativeError(try pool.latent(job), want) <= 1e-4)
+        let decoded = try decodePNG([UInt8](try pool.png(job)))
+        let pixels = Patches.toBytes(Patches.unpatchify(try pool.latent(job), config: .tiny, width: 48, height: 40))
+        #expect(decoded.rgb == pixels)
     }
 }
 

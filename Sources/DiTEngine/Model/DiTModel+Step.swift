@@ -19,11 +19,13 @@ extension DiTModel {
     ///     and slot B `geometry.tokens × hidden`.
     ///   - text: the text encoder output of every text token (`textTokens × textHidden`).
     ///   - pooled: the pooled text vector (`textHidden`).
-    ///   - latent: the whole latent (`imageTokens × patchDim`); this rank reads and updates only
+    ///   - latent: the whole latent (`imageTokens × patchDim`) at time `t`; this rank reads only
     ///     its own rows.
+    ///   - output: where this rank writes its rows of the latent at `tNext` (may be `latent`
+    ///     itself; a separate buffer keeps the step's input intact if the step fails).
     public func step(
         context: SPContext, geometry: SequenceGeometry, text: UnsafePointer<Float>, pooled: UnsafePointer<Float>,
-        latent: UnsafeMutablePointer<Float>, t: Float, tNext: Float
+        latent: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, t: Float, tNext: Float
     ) throws {
         let d = config.hidden
         let hd = config.headDim
@@ -123,7 +125,8 @@ extension DiTModel {
         finalLinear(xn.p, rows: ir, out: velocity.p)
         let dt = tNext - t
         let mine = latent + imgR.lowerBound * patch
-        for i in 0..<(ir * patch) { mine[i] += dt * velocity.p[i] }
+        let out = output + imgR.lowerBound * patch
+        for i in 0..<(ir * patch) { out[i] = mine[i] + dt * velocity.p[i] }
         // No rank leaves (and may start other work that reuses its slots) while a peer can still
         // be reading them.
         try context.barrier()

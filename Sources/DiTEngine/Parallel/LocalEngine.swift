@@ -46,7 +46,7 @@ public struct LocalEngine: Sendable {
                                 barrier: { try barrier.wait(parties: k) })
                             try model.step(
                                 context: ctx, geometry: geometry, text: shared.value.0, pooled: shared.value.1,
-                                latent: shared.value.2, t: times[i], tNext: times[i + 1])
+                                latent: shared.value.2, output: shared.value.2, t: times[i], tNext: times[i + 1])
                         }
                         try runRanks(k, step)
                     }

@@ -35,7 +35,9 @@ public struct ArenaLayout: Codable, Sendable, Equatable {
     func slotBOffset(_ worker: Int) -> Int { slotAOffset(worker) + slotAFloats * 4 }
 }
 
-/// One request's region in the arena: its group barrier, latent, text encoding and pooled vector.
+/// One request's region in the arena: its group barrier, two latent buffers (step `i` reads
+/// buffer `i % 2` and writes buffer `(i + 1) % 2`, so a failed step leaves its input intact),
+/// the text encoding and the pooled vector.
 public struct RegionLayout: Sendable, Equatable, Codable {
     public var offset: Int
     public var imageTokens: Int
@@ -54,7 +56,7 @@ public struct RegionLayout: Sendable, Equatable, Codable {
     static let headerBytes = 256
     var latentOffset: Int { offset + Self.headerBytes }
     var latentFloats: Int { imageTokens * patchDim }
-    var textOffset: Int { latentOffset + latentFloats * 4 }
+    var textOffset: Int { latentOffset + 2 * latentFloats * 4 }
     var pooledOffset: Int { textOffset + maxTextTokens * textHidden * 4 }
     public var byteCount: Int { ArenaLayout.roundUp(pooledOffset + textHidden * 4 - offset, 256) }
 }
@@ -107,7 +109,10 @@ final class Arena: @unchecked Sendable {
     func barrier(_ region: RegionLayout, parent: pid_t = 0) -> SharedBarrier {
         SharedBarrier(base + region.offset, parent: parent)
     }
-    func latent(_ region: RegionLayout) -> UnsafeMutablePointer<Float> { floats(at: region.latentOffset) }
+    /// The latent before step `step` (buffer `step % 2`).
+    func latent(_ region: RegionLayout, beforeStep step: Int) -> UnsafeMutablePointer<Float> {
+        floats(at: region.latentOffset + (step % 2) * region.latentFloats * 4)
+    }
     func text(_ region: RegionLayout) -> UnsafeMutablePointer<Float> { floats(at: region.textOffset) }
     func pooled(_ region: RegionLayout) -> UnsafeMutablePointer<Float> { floats(at: region.pooledOffset) }
 }

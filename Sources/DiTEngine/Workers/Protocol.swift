@@ -18,6 +18,8 @@ struct WorkerMessage: Codable, Sendable {
     var prompt: String?
     var geometry: SequenceGeometry?
     var group: [Int]?
+    /// Index of the step in the request (selects the latent buffers).
+    var step: Int?
     var rank: Int?
     var t: Float?
     var tNext: Float?

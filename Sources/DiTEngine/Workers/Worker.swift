@@ -75,9 +75,11 @@ public enum Worker {
                     reply.textTokens = text.count / model.config.textHidden
                 case .step:
                     guard let region = message.region, let geometry = message.geometry, let group = message.group,
-                        let rank = message.rank, let t = message.t, let tNext = message.tNext,
+                        let rank = message.rank, let t = message.t, let tNext = message.tNext, let step = message.step,
                         group.indices.contains(rank), group[rank] == options.index
-                    else { throw EngineError.pool("step needs region, geometry, group, rank (this worker), t, tNext") }
+                    else {
+                        throw EngineError.pool("step needs region, geometry, group, rank (this worker), step, t, tNext")
+                    }
                     guard options.layout.fits(tokens: geometry.tokens, hidden: model.config.hidden) else {
                         throw EngineError.pool("\(geometry.tokens) tokens exceed the arena's slots")
                     }
@@ -87,7 +89,8 @@ public enum Worker {
                         slotB: group.map { arena.slotB($0) }, barrier: { try barrier.wait(parties: group.count) })
                     try model.step(
                         context: context, geometry: geometry, text: arena.text(region), pooled: arena.pooled(region),
-                        latent: arena.latent(region), t: t, tNext: tNext)
+                        latent: arena.latent(region, beforeStep: step),
+                        output: arena.latent(region, beforeStep: step + 1), t: t, tNext: tNext)
                 }
             } catch {
                 reply = WorkerReply(ok: false, error: "\(error)")

@@ -282,12 +282,6 @@ public final class WorkerPool: @unchecked Sendable {
 
     // MARK: Request regions
 
-    /// A request's place in shared memory.
-    public struct Region: Sendable {
-        public let layout: RegionLayout
-        public let geometry: SequenceGeometry
-    }
-
     /// Reserves shared memory for a request of `imageTokens` tokens and fills its latent.
     func allocate(imageTokens: Int, latent: [Float]) throws -> RegionLayout {
         let probe = RegionLayout(offset: 0, imageTokens: imageTokens, config: config)
@@ -306,7 +300,9 @@ public final class WorkerPool: @unchecked Sendable {
         }
         let region = RegionLayout(offset: offset, imageTokens: imageTokens, config: config)
         arena.barrier(region).reset()
-        latent.withUnsafeBufferPointer { arena.latent(region).update(from: $0.baseAddress!, count: $0.count) }
+        latent.withUnsafeBufferPointer {
+            arena.latent(region, beforeStep: 0).update(from: $0.baseAddress!, count: $0.count)
+        }
         return region
     }
 
@@ -332,10 +328,10 @@ public final class WorkerPool: @unchecked Sendable {
         return workers.map { handles[$0] }
     }
 
-    /// Runs a request on the pool: the text encoder on the first group's first worker, then each
-    /// step on the group `placement(stepIndex, degree)` chooses (by default workers `0..<degree`).
-    /// Returns the final latent and the wall-clock seconds of each step as seen by the caller
-    /// (dispatch to the group, the step, and every rank's reply).
+    /// Runs a whole request on the pool: each step on the group `placement(stepIndex, degree)`
+    /// chooses (by default workers `0..<degree`). Returns the final latent and the wall-clock
+    /// seconds of each step as seen by the caller (dispatch to the group, the step, and every
+    /// rank's reply).
     public func generate(
         _ request: GenerationRequest, plan: DegreePlan? = nil,
         placement: ((_ step: Int, _ degree: Int) -> [Int])? = nil,
@@ -350,46 +346,135 @@ public final class WorkerPool: @unchecked Sendable {
             throw EngineError.invalidPlan(
                 "degree \(plan.maxDegree) needs more workers than the \(handles.count) started")
         }
-        let grid = try config.grid(width: request.width, height: request.height)
+        let job = try begin(request)
+        defer { release(job) }
+        let choose = placement ?? { _, k in Array(0..<k) }
+        var seconds: [Double] = []
+        for (i, k) in plan.perStep.enumerated() {
+            seconds += try run(job, steps: 1, on: choose(i, k))
+            progress?(i + 1)
+        }
+        return (try latent(job), seconds)
+    }
+}
+
+/// A request in progress on a ``WorkerPool``: its latent (double-buffered), text encoding and
+/// group barrier live in the pool's shared memory, so consecutive blocks of its steps may run on
+/// any groups. Use from one thread at a time.
+public final class PoolRequest: @unchecked Sendable {
+    public let request: GenerationRequest
+    public let columns: Int
+    public let rows: Int
+    let region: RegionLayout
+    let times: [Float]
+    /// Text tokens, known once the prompt is encoded (before the first step).
+    var textTokens: Int?
+    /// Steps completed; the latent before step `stepsDone` is intact even after a failed step.
+    public internal(set) var stepsDone = 0
+    var released = false
+
+    init(request: GenerationRequest, columns: Int, rows: Int, region: RegionLayout, times: [Float]) {
+        self.request = request
+        self.columns = columns
+        self.rows = rows
+        self.region = region
+        self.times = times
+    }
+
+    public var imageTokens: Int { columns * rows }
+    public var isFinished: Bool { stepsDone == request.steps }
+}
+
+extension WorkerPool {
+    /// Checks a request's size against the model's patch grid and the pool's token limit.
+    public func validate(width: Int, height: Int) throws {
+        let grid = try config.grid(width: width, height: height)
         guard grid.columns * grid.rows <= options.maxImageTokens else {
             throw EngineError.invalidSize(
-                "size \(request.width)x\(request.height) has \(grid.columns * grid.rows) image tokens; "
+                "size \(width)x\(height) has \(grid.columns * grid.rows) image tokens; "
                     + "this pool serves at most \(options.maxImageTokens)")
         }
+    }
+
+    /// Reserves a request's shared memory and writes its initial noise. No worker is used until
+    /// the first ``run(_:steps:on:shouldStop:)``, which also encodes the prompt.
+    public func begin(_ request: GenerationRequest) throws -> PoolRequest {
+        guard request.steps > 0 else { throw EngineError.invalidPlan("a request needs at least one step") }
+        try validate(width: request.width, height: request.height)
+        let grid = try config.grid(width: request.width, height: request.height)
         let imageTokens = grid.columns * grid.rows
-        let times = Sampler.schedule(steps: request.steps, imageTokens: imageTokens)
         let noise = Sampler.noise(seed: request.seed, count: imageTokens * config.patchDim)
         let region = try allocate(imageTokens: imageTokens, latent: noise)
-        defer { free(region) }
-        let barrier = arena.barrier(region)
-        let degrees = plan.perStep
-        let choose = placement ?? { _, k in Array(0..<k) }
+        return PoolRequest(
+            request: request, columns: grid.columns, rows: grid.rows, region: region,
+            times: Sampler.schedule(steps: request.steps, imageTokens: imageTokens))
+    }
 
-        let encoder = try handles(choose(0, degrees[0]))[0]
-        let encoded = try run(
-            [encoder], messages: [WorkerMessage(op: .encode, region: region, prompt: request.prompt)],
-            abortOnDeath: barrier)
-        let geometry = SequenceGeometry(
-            textTokens: encoded[0].textTokens ?? 0, columns: grid.columns, rows: grid.rows)
-
+    /// Runs the next `steps` steps of a request on the group `workers` (rank order as given;
+    /// degree = `workers.count`). Checks `shouldStop` before each step and returns early when it
+    /// says so. Returns each step's wall-clock seconds.
+    ///
+    /// When a worker dies, throws ``EngineError/workerDied(worker:pid:detail:)`` naming it; the
+    /// request keeps the latent of its last completed step (``PoolRequest/stepsDone``) and may
+    /// continue on other workers (or the same ones: the dead worker has been replaced).
+    @discardableResult
+    public func run(
+        _ job: PoolRequest, steps: Int, on workers: [Int], shouldStop: () -> Bool = { false }
+    ) throws -> [Double] {
+        guard !job.released else { throw EngineError.pool("the request was released") }
+        guard steps >= 0, job.stepsDone + steps <= job.request.steps else {
+            throw EngineError.invalidPlan(
+                "cannot run \(steps) steps from step \(job.stepsDone) of a \(job.request.steps)-step request")
+        }
+        let group = try handles(workers)
+        let barrier = arena.barrier(job.region)
+        // A barrier aborted by an earlier failure is idle now (every member replied): reuse it.
+        if barrier.isAborted { barrier.reset() }
+        if job.textTokens == nil {
+            let encoded = try run(
+                [group[0]], messages: [WorkerMessage(op: .encode, region: job.region, prompt: job.request.prompt)],
+                abortOnDeath: barrier)
+            job.textTokens = encoded[0].textTokens ?? 0
+        }
+        let geometry = SequenceGeometry(textTokens: job.textTokens ?? 0, columns: job.columns, rows: job.rows)
         var seconds: [Double] = []
-        for (i, k) in degrees.enumerated() {
-            let group = try handles(choose(i, k))
-            guard group.count == k else {
-                throw EngineError.invalidPlan("step \(i) at degree \(k) was placed on \(group.count) workers")
-            }
+        for _ in 0..<steps {
+            if shouldStop() { break }
+            let i = job.stepsDone
             let messages = group.indices.map { rank in
                 WorkerMessage(
-                    op: .step, region: region, geometry: geometry, group: group.map(\.index), rank: rank,
-                    t: times[i], tNext: times[i + 1])
+                    op: .step, region: job.region, geometry: geometry, group: workers, step: i, rank: rank,
+                    t: job.times[i], tNext: job.times[i + 1])
             }
             let start = DispatchTime.now().uptimeNanoseconds
             _ = try run(group, messages: messages, abortOnDeath: barrier)
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            progress?(i + 1)
+            job.stepsDone = i + 1
         }
-        let latent = Array(UnsafeBufferPointer(start: arena.latent(region), count: region.latentFloats))
-        return (latent, seconds)
+        return seconds
+    }
+
+    /// The request's current latent (`imageTokens × patchDim`, after ``PoolRequest/stepsDone``
+    /// steps).
+    public func latent(_ job: PoolRequest) throws -> [Float] {
+        guard !job.released else { throw EngineError.pool("the request was released") }
+        return Array(
+            UnsafeBufferPointer(
+                start: arena.latent(job.region, beforeStep: job.stepsDone), count: job.region.latentFloats))
+    }
+
+    /// The request's current image as PNG bytes.
+    public func png(_ job: PoolRequest) throws -> Data {
+        let pixels = Patches.unpatchify(
+            try latent(job), config: config, width: job.request.width, height: job.request.height)
+        return try PNG.encode(rgb: Patches.toBytes(pixels), width: job.request.width, height: job.request.height)
+    }
+
+    /// Frees the request's shared memory (idempotent).
+    public func release(_ job: PoolRequest) {
+        guard !job.released else { return }
+        job.released = true
+        free(job.region)
     }
 }
 
