@@ -29,7 +29,7 @@ final class Box<T>: @unchecked Sendable {
         let pool = try makeTinyPool(workers: 2)
         defer { pool.shutdown() }
         #expect(pool.workerCount == 2)
-        if let want = BLAS.recommendedCoreType() {
+        if let want = BLAS.configuredCoreType() {
             #expect(pool.coreNames.allSatisfy { $0.lowercased() == want.lowercased() })
         }
         #expect(Set(pool.pids).count == 2)

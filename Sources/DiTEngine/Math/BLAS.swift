@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 
 /// OpenBLAS set-up and the single-precision GEMM every layer goes through.
 public enum BLAS {
@@ -26,6 +27,13 @@ public enum BLAS {
         if flags.contains("avx2") && flags.contains("fma") { return "Haswell" }
         if flags.contains("avx") { return "Sandybridge" }
         return nil
+    }
+
+    /// `OPENBLAS_CORETYPE` from this process's environment when set, else
+    /// ``recommendedCoreType(cpuFlags:)``: the core type workers are started with.
+    public static func configuredCoreType() -> String? {
+        if let set = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"], !set.isEmpty { return set }
+        return recommendedCoreType()
     }
 
     /// The CPU feature flags of the first processor listed in `/proc/cpuinfo` (empty elsewhere).

@@ -19,14 +19,15 @@ public final class WorkerPool: @unchecked Sendable {
         public var heapBytes: Int
         /// The `tetriserve` executable that runs `worker`.
         public var executable: String
-        /// `OPENBLAS_CORETYPE` for the workers (nil: OpenBLAS detects the CPU itself).
+        /// `OPENBLAS_CORETYPE` for the workers (nil: OpenBLAS detects the CPU itself). Defaults to
+        /// this process's `OPENBLAS_CORETYPE`, else the family its CPU flags show.
         public var coreType: String?
         /// Pin worker i to the i-th CPU this process may use.
         public var pin: Bool
 
         public init(
             workers: Int, model: String = "small", seed: UInt64 = 0, weights: String? = nil, maxImageTokens: Int? = nil,
-            heapBytes: Int = 256 << 20, executable: String? = nil, coreType: String? = BLAS.recommendedCoreType(),
+            heapBytes: Int = 256 << 20, executable: String? = nil, coreType: String? = BLAS.configuredCoreType(),
             pin: Bool = true
         ) throws {
             guard workers > 0 else { throw EngineError.pool("--workers must be at least 1, got \(workers)") }
