@@ -10,7 +10,12 @@ let package = Package(
         .library(name: "TetriSim", targets: ["TetriSim"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         .target(name: "TetriCore"),
@@ -19,17 +24,38 @@ let package = Package(
         .systemLibrary(name: "CZlib"),
         .target(name: "CShm"),
         .target(name: "DiTEngine", dependencies: ["TetriCore", "COpenBLAS", "CZlib", "CShm"]),
+        .target(
+            name: "TetriServer",
+            dependencies: [
+                "TetriCore",
+                "TetriSim",
+                "DiTEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "tetriserve",
             dependencies: [
                 "TetriCore",
                 "TetriSim",
                 "DiTEngine",
+                "TetriServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "TetriCoreTests", dependencies: ["TetriCore"]),
         .testTarget(name: "TetriSimTests", dependencies: ["TetriCore", "TetriSim"]),
+        .testTarget(
+            name: "TetriServerTests",
+            dependencies: [
+                "TetriServer", "TetriCore", "TetriSim", "DiTEngine",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(name: "DiTEngineTests", dependencies: ["DiTEngine", "TetriCore", "CZlib"]),
     ]
 )

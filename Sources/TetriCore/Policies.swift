@@ -54,10 +54,11 @@ public enum Policies {
     /// - Throws: ``PolicyError`` naming the policy for unknown names, unprofiled degrees or
     ///   too few GPUs.
     public static func make(
-        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5
+        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5, planMargin: Double = 0
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
-        if let configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
+        if var configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
+            configuration.planMargin = planMargin
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         switch name {

@@ -136,7 +136,8 @@ extension RoundScheduler {
             options.append(
                 Option(
                     choice: -1, width: 0, steps: 0, survives: noneSurvives,
-                    cost: noneSurvives && configuration.priceFuture ? planCost(c, s, budget: r.deadline - tNext) : 0))
+                    cost: noneSurvives && configuration.priceFuture
+                        ? planCost(c, s, budget: planBudget(r.deadline - tNext)) : 0))
             var onTime = noneSurvives
             for o in c.widths.indices where c.widths[o] <= capacity {
                 let q = min(s, Int(window / c.stepTime[o]))
@@ -148,7 +149,9 @@ extension RoundScheduler {
                     survives = now + Micros(q) * c.stepTime[o] <= r.deadline
                 } else {
                     survives = tNext + minFinish(c, s - q) <= r.deadline
-                    if survives && configuration.priceFuture { cost += planCost(c, s - q, budget: r.deadline - tNext) }
+                    if survives && configuration.priceFuture {
+                        cost += planCost(c, s - q, budget: planBudget(r.deadline - tNext))
+                    }
                 }
                 onTime = onTime || survives
                 options.append(Option(choice: o, width: c.widths[o], steps: q, survives: survives, cost: cost))

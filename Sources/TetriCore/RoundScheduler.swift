@@ -47,6 +47,9 @@ public struct RoundScheduler: Scheduler {
         /// equally many survivors the packing prefers progress over idling; off, the packing
         /// counts survivors only.
         public var priceFuture: Bool
+        /// Plans aim to finish this fraction of the remaining time before the deadline, leaving
+        /// slack for execution-time noise; survival is still judged on the deadline itself.
+        public var planMargin: Double = 0
         /// A fixed degree per resolution class (index order of the cost model), or nil for free
         /// choice among the profiled degrees.
         public var fixedDegrees: [Int]?
@@ -157,6 +160,12 @@ public struct RoundScheduler: Scheduler {
             best = min(best, Self.roundFinish(c, o, steps, round: round))
         }
         return best
+    }
+
+    /// The time a plan may use of `budget` (the time to the deadline).
+    @inline(__always)
+    func planBudget(_ budget: Micros) -> Micros {
+        configuration.planMargin == 0 ? budget : Micros(Double(budget) * (1 - configuration.planMargin))
     }
 
     /// GPU-time of the cheapest plan for `steps` steps within `budget`.

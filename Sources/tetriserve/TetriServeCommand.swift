@@ -14,6 +14,8 @@ struct TetriServeCommand: AsyncParsableCommand {
             SimulateCommand.self,
             ExperimentCommand.self,
             BenchCommand.self,
+            ServeCommand.self,
+            LoadgenCommand.self,
             GenerateCommand.self, ProfileCommand.self, WorkerCommand.self,
         ]
     )

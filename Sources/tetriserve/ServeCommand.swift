@@ -1,0 +1,100 @@
+import ArgumentParser
+import DiTEngine
+import Foundation
+import Logging
+import TetriCore
+import TetriServer
+import TetriSim
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the OpenAI-compatible image API with deadline-aware step-level SP scheduling.",
+        discussion: """
+            Engines: 'cpu' runs the DiT on --workers CPU worker processes (profiled at start-up unless \
+            --profile is given); 'simulated' rehearses a node from a profile: --gpus virtual devices that \
+            take T(resolution, degree) per step, --time-scale times faster than real time (SLOs, deadlines \
+            and latencies are then in virtual time). SIGTERM or SIGINT stops accepting requests and lets \
+            admitted ones finish.
+            """
+    )
+
+    @Option(help: "Address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one; the chosen port is printed).")
+    var port: Int = 8080
+
+    @Option(help: "Execution engine: cpu or simulated.")
+    var engine: String = "simulated"
+
+    @Option(help: "Cost profile JSON (simulated: required unless the default FLUX profile is wanted).")
+    var profile: String?
+
+    @Option(help: "Virtual devices of the simulated engine (default: the profile's).")
+    var gpus: Int?
+
+    @Option(name: .customLong("time-scale"), help: "Simulated engine: virtual time runs this many times faster.")
+    var timeScale: Double = 1
+
+    @Option(help: "Scheduling policy: \(Policies.names.joined(separator: ", ")).")
+    var policy: String = "tetriserve"
+
+    @Option(help: "Step granularity of the round schedulers.")
+    var granularity: Int = 5
+
+    @Option(name: .customLong("max-queue"), help: "Requests waiting or running at most; more get 429.")
+    var maxQueue: Int = 64
+
+    @Option(name: .customLong("slo-scale"), help: "Multiplier on the default per-resolution SLOs.")
+    var sloScale: Double = 1
+
+    @Option(name: .customLong("default-steps"), help: "Steps when a request gives no num_inference_steps.")
+    var defaultSteps: Int = 50
+
+    func validate() throws {
+        guard ["cpu", "simulated"].contains(engine) else {
+            throw UserError("--engine must be cpu or simulated, got '\(engine)'")
+        }
+        guard port >= 0 && port < 65536 else { throw UserError("--port must be in 0...65535, got \(port)") }
+        guard timeScale > 0 && timeScale.isFinite else { throw UserError("--time-scale must be > 0") }
+        guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
+        guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
+        guard defaultSteps >= 1 && defaultSteps <= 200 else { throw UserError("--default-steps must be in 1...200") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "tetriserve")
+        logger.logLevel = .info
+        let backend: any ExecutionBackend
+        let base: [Double]
+        switch engine {
+        case "simulated":
+            let model = try userFacing { try ProfileFile.load(profile ?? Defaults.profile) }
+            let devices = gpus ?? model.gpus
+            guard devices >= 1 && devices <= GPUSet.capacity else {
+                throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(devices)")
+            }
+            backend = SimulatedBackend(model: model, devices: devices, clock: ServingClock(timeScale: timeScale))
+            base = ServingConfiguration.paperSLOs(classes: model.resolutions.count)
+        default:
+            throw UserError("the cpu engine is not available in this build; use --engine simulated")
+        }
+        let clock = (backend as? SimulatedBackend)?.clock ?? ServingClock()
+        let scheduler = try userFacing {
+            try Policies.make(policy, model: backend.costModel, gpus: backend.devices, granularity: granularity)
+        }
+        let loop = RoundLoop(
+            backend: backend, scheduler: scheduler, clock: clock,
+            configuration: .init(maxQueue: maxQueue), metrics: ServerMetrics(), logger: logger)
+        let routes = ImageRoutes(
+            loop: loop,
+            configuration: ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale))
+        let app = Server.application(routes: routes, host: host, port: port, logger: logger) { port in
+            print(
+                "tetriserve listening on http://\(host):\(port) (engine \(backend.kind), model \(backend.modelName), "
+                    + "\(backend.devices) devices, policy \(policy))")
+        }
+        try await app.runService()
+    }
+}
