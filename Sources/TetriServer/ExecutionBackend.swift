@@ -54,12 +54,17 @@ public protocol ExecutionBackend: Sendable {
     var costModel: CostModel { get }
     /// Checks that a size can be served; returns a message naming what is allowed otherwise.
     func validate(width: Int, height: Int) -> String?
+    /// The cost-model class the scheduler plans a (validated) size with.
+    func costClass(width: Int, height: Int) -> Int?
     /// Prepares per-request state (initial noise, prompt encoding). Returns a handle.
     func begin(_ job: GenerationJob) async throws -> Int
     /// Runs `steps` consecutive steps of the request, starting at step `from`, on `devices`.
     /// `start` is the virtual time the loop started the block at (simulated devices keep to it;
     /// real ones run as fast as they can).
-    func run(handle: Int, from: Int, steps: Int, devices: [Int], start: Micros) async throws
+    /// `progress` is told the steps of this block completed so far, after each step.
+    func run(
+        handle: Int, from: Int, steps: Int, devices: [Int], start: Micros, progress: @escaping @Sendable (Int) -> Void
+    ) async throws
     /// Encodes the finished image as PNG bytes and releases the request.
     func finish(handle: Int) async throws -> [UInt8]
     /// Releases a request that will not finish.

@@ -19,6 +19,8 @@ public actor RoundLoop {
         var block: Task<Void, Never>?
         /// When the running block should end by the cost model (virtual).
         var plannedEnd: Micros?
+        /// Steps of the running block completed so far.
+        var blockDone = 0
         var status = JobStatus.queued
         var history: [DegreeSegment] = []
         var handle: Int?
@@ -91,7 +93,7 @@ public actor RoundLoop {
             metrics.rejected()
             throw .queueFull(limit: configuration.maxQueue, retryAfterSeconds: retryAfter())
         }
-        guard let r = backend.costModel.resolutionIndex(job.resolution) else {
+        guard let r = backend.costClass(width: job.width, height: job.height) else {
             preconditionFailure("submit() needs a size the backend validated")
         }
         nextID += 1
@@ -227,7 +229,9 @@ public actor RoundLoop {
         let end = e.plannedEnd!
         e.block = Task {
             do {
-                try await backend.run(handle: handle, from: from, steps: steps, devices: devices, start: now)
+                try await backend.run(handle: handle, from: from, steps: steps, devices: devices, start: now) { done in
+                    Task { await self.progress(id, done) }
+                }
                 await self.blockEnded(id, gpus: gpus, planned: steps, completed: steps, error: nil, plannedEnd: end)
             } catch let stop as BlockInterrupted {
                 await self.blockEnded(id, gpus: gpus, planned: steps, completed: stop.completed, error: stop)
@@ -250,6 +254,7 @@ public actor RoundLoop {
         }
         e.block = nil
         e.plannedEnd = nil
+        e.blockDone = 0
         e.remaining -= completed
         e.lastGPUs = gpus
         if completed < planned, !e.history.isEmpty {
@@ -283,6 +288,12 @@ public actor RoundLoop {
             }
         }
         rescheduleUnlessDue(reported: plannedEnd)
+    }
+
+    func progress(_ id: Int, _ done: Int) {
+        guard var e = entries[id], e.block != nil, done > e.blockDone else { return }
+        e.blockDone = done
+        entries[id] = e
     }
 
     func encoded(_ id: Int, png: [UInt8]) {
@@ -394,7 +405,8 @@ public actor RoundLoop {
 
     func snapshot(_ e: Entry) -> JobSnapshot {
         JobSnapshot(
-            id: e.key, requestID: e.requestID, job: e.job, status: e.status, stepsDone: e.job.steps - e.remaining,
+            id: e.key, requestID: e.requestID, job: e.job, status: e.status,
+            stepsDone: e.job.steps - e.remaining + (e.block != nil ? e.blockDone : 0),
             currentDegree: e.block != nil ? e.history.last?.degree : nil, arrival: e.arrival, deadline: e.deadline,
             finish: e.finish, history: e.history, error: e.error,
             estimate: e.status.isTerminal ? nil : estimate(e, now: clock.now()))

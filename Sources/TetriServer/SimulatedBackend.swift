@@ -25,6 +25,10 @@ public final class SimulatedBackend: ExecutionBackend {
             ? "size must be one of the profile's classes: \(costModel.resolutionNames.joined(separator: ", "))" : nil
     }
 
+    public func costClass(width: Int, height: Int) -> Int? {
+        costModel.resolutionIndex(Resolution(width: width, height: height))
+    }
+
     public func begin(_ job: GenerationJob) async throws -> Int {
         jobs.withLock { state in
             state.next += 1
@@ -35,7 +39,9 @@ public final class SimulatedBackend: ExecutionBackend {
 
     /// Sleeps until `start + i × T(resolution, degree)` for each step `i`, so that blocks keep the
     /// virtual timeline exactly, whatever the scheduling latency of the host.
-    public func run(handle: Int, from: Int, steps: Int, devices: [Int], start: Micros) async throws {
+    public func run(
+        handle: Int, from: Int, steps: Int, devices: [Int], start: Micros, progress: @escaping @Sendable (Int) -> Void
+    ) async throws {
         guard let job = jobs.withLock({ $0.table[handle] }), let r = costModel.resolutionIndex(job.resolution) else {
             throw BlockInterrupted(completed: 0, reason: "unknown request handle \(handle)")
         }
@@ -46,6 +52,7 @@ public final class SimulatedBackend: ExecutionBackend {
             } catch {
                 throw BlockInterrupted(completed: i, reason: "cancelled")
             }
+            if i + 1 < steps { progress(i + 1) }
         }
     }
 

@@ -26,10 +26,28 @@ struct ServeCommand: AsyncParsableCommand {
     var port: Int = 8080
 
     @Option(help: "Execution engine: cpu or simulated.")
-    var engine: String = "simulated"
+    var engine: String = "cpu"
 
-    @Option(help: "Cost profile JSON (simulated: required unless the default FLUX profile is wanted).")
+    @Option(help: "CPU engine: worker processes (devices), one per core.")
+    var workers: Int = 2
+
+    @Option(help: "CPU engine: model configuration (\(ModelConfig.named.keys.sorted().joined(separator: ", "))).")
+    var model: String = "small"
+
+    @Option(name: .customLong("weights-seed"), help: "CPU engine: seed of the model's deterministic weights.")
+    var weightsSeed: UInt64 = 0
+
+    @Option(
+        help: """
+            Cost profile JSON. CPU engine: skip start-up profiling and use this one (it must match --model and \
+            --workers). Simulated engine: the node to rehearse (default: the FLUX profile).
+            """)
     var profile: String?
+
+    @Option(
+        name: .customLong("plan-margin"),
+        help: "Plans aim to finish this fraction of the time left before each deadline (slack for timing noise).")
+    var planMargin: Double = 0
 
     @Option(help: "Virtual devices of the simulated engine (default: the profile's).")
     var gpus: Int?
@@ -61,6 +79,23 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
         guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
         guard defaultSteps >= 1 && defaultSteps <= 200 else { throw UserError("--default-steps must be in 1...200") }
+        guard planMargin >= 0 && planMargin < 1 else { throw UserError("--plan-margin must be in [0, 1)") }
+    }
+
+    /// Measures the classes on the workers: one warm-up and three measured steps per class and
+    /// degree (`tetriserve profile` measures more carefully and writes a file to reuse).
+    func startupProfile(_ pool: WorkerPool) throws -> CostModel {
+        log("profiling the workers (use --profile to skip)...")
+        let degrees = [1, 2, 4, 8, 16, 32, 64].filter { $0 <= pool.workerCount }
+        let profiler = Profiler(warmup: 1, repetitions: 3)
+        let measured = try userFacing {
+            try profiler.measureAll(pool: pool, classes: pool.config.resolutionClasses, degrees: degrees) { m in
+                log("  \(m.resolution) degree \(m.degree): \(String(format: "%.1f", m.stepMs)) ms/step")
+            }
+        }
+        let profile = Profiler.profile(
+            measured, name: "cpu-startup", description: "measured at server start-up", workers: pool.workerCount)
+        return try userFacing { try CostModel(profile: profile) }
     }
 
     func run() async throws {
@@ -78,11 +113,32 @@ struct ServeCommand: AsyncParsableCommand {
             backend = SimulatedBackend(model: model, devices: devices, clock: ServingClock(timeScale: timeScale))
             base = ServingConfiguration.paperSLOs(classes: model.resolutions.count)
         default:
-            throw UserError("the cpu engine is not available in this build; use --engine simulated")
+            guard workers >= 1 && workers <= GPUSet.capacity else {
+                throw UserError("--workers must be in 1...\(GPUSet.capacity), got \(workers)")
+            }
+            let options = try userFacing { try WorkerPool.Options(workers: workers, model: model, seed: weightsSeed) }
+            let pool = try userFacing { try WorkerPool(options: options) }
+            log(
+                "workers: \(pool.workerCount), OpenBLAS core: \(Set(pool.coreNames).sorted().joined(separator: ",")), "
+                    + "model: \(pool.config.name); classes \(pool.config.resolutionClassSummary)")
+            let costModel: CostModel
+            if let profile {
+                costModel = try userFacing { try ProfileFile.load(profile) }
+                guard costModel.gpus == workers else {
+                    pool.shutdown()
+                    throw UserError("profile '\(profile)' is for \(costModel.gpus) devices, --workers is \(workers)")
+                }
+            } else {
+                costModel = try startupProfile(pool)
+            }
+            backend = CPUBackend(pool: pool, costModel: costModel)
+            base = ServingConfiguration.profileSLOs(costModel)
         }
         let clock = (backend as? SimulatedBackend)?.clock ?? ServingClock()
         let scheduler = try userFacing {
-            try Policies.make(policy, model: backend.costModel, gpus: backend.devices, granularity: granularity)
+            try Policies.make(
+                policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,
+                planMargin: planMargin)
         }
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,

@@ -100,7 +100,7 @@ public struct ImageRoutes: Sendable {
         let now = loop.clock.now()
         if let slo = r.sloMs { return now + Micros(slo * 1000) }
         if let unix = r.deadlineUnixMs { return Micros((unix - originUnixMs) * 1000 * timeScale) }
-        let res = backend.costModel.resolutionIndex(Resolution(width: r.width, height: r.height)) ?? 0
+        let res = backend.costClass(width: r.width, height: r.height) ?? 0
         return now + configuration.defaultSLO(resolution: res, steps: r.steps)
     }
 

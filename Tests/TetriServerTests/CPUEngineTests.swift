@@ -1,0 +1,137 @@
+import DiTEngine
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+@testable import TetriCore
+@testable import TetriServer
+
+/// The tiny model on two real worker processes, scheduled with a cost model of its classes.
+func makeCPULoop() throws -> RoundLoop {
+    let pool = try WorkerPool(options: try WorkerPool.Options(workers: 2, model: "tiny", seed: 0))
+    // Step times in the proportions the tiny model shows on these CPUs (any positive table
+    // schedules correctly; images do not depend on it).
+    let profile = Profile(
+        name: "tiny-test", description: "", gpus: 2, degrees: [1, 2],
+        resolutions: [
+            "32x32": .init(latentTokens: 16, stepMs: ["1": 2, "2": 2]),
+            "64x64": .init(latentTokens: 64, stepMs: ["1": 6, "2": 4]),
+            "128x128": .init(latentTokens: 256, stepMs: ["1": 60, "2": 32]),
+            "256x256": .init(latentTokens: 1024, stepMs: ["1": 800, "2": 400]),
+        ])
+    let backend = CPUBackend(pool: pool, costModel: try CostModel(profile: profile))
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return RoundLoop(
+        backend: backend, scheduler: try Policies.make("tetriserve", model: backend.costModel, gpus: 2),
+        clock: ServingClock(), metrics: ServerMetrics(), logger: logger)
+}
+
+/// `tetriserve generate` for the same request, as PNG bytes.
+func generateReference(prompt: String, size: String, steps: Int, seed: Int) throws -> Data {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("ref-\(UUID().uuidString).png")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: try WorkerPool.locateExecutable())
+    p.arguments = [
+        "generate", "--prompt", prompt, "--size", size, "--steps", String(steps), "--seed", String(seed), "--model",
+        "tiny", "--workers", "1", "--out", out.path,
+    ]
+    p.standardError = FileHandle.nullDevice
+    p.standardOutput = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 0)
+    return try Data(contentsOf: out)
+}
+
+@Suite(.serialized) struct CPUEngineTests {
+    @Test func imagesEqualGenerateSynchronouslyAndAsJobs() async throws {
+        let loop = try makeCPULoop()
+        let app = makeApp(loop)
+        let reference = try generateReference(prompt: "a lighthouse", size: "64x64", steps: 6, seed: 5)
+        try await app.test(.live) { client in
+            let id = try await client.execute(
+                uri: "/v1/images/jobs", method: .post,
+                body: body(["prompt": "a lighthouse", "size": "64x64", "num_inference_steps": 6, "seed": 5])
+            ) { res in
+                #expect(res.status == .accepted)
+                return try #require(try json(res.body)["id"] as? String)
+            }
+            let final = await loop.wait(id)
+            #expect(final?.status == .succeeded)
+            try await client.execute(uri: "/v1/images/jobs/\(id)/content", method: .get) { res in
+                #expect(res.status == .ok)
+                #expect(Data(buffer: res.body) == reference)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { res in
+                let text = String(buffer: res.body)
+                #expect(text.contains("tetriserve_requests_total{") && text.contains("resolution=\"64x64\""))
+            }
+            // Last on this connection: the synchronous endpoint closes it after answering.
+            try await client.execute(
+                uri: "/v1/images/generations", method: .post,
+                body: body([
+                    "prompt": "a lighthouse", "size": "64x64", "num_inference_steps": 6, "seed": 5, "slo_ms": 60_000,
+                ])
+            ) { res in
+                #expect(res.status == .ok)
+                let data = try #require(try json(res.body)["data"] as? [[String: Any]])
+                let b64 = try #require(data.first?["b64_json"] as? String)
+                #expect(Data(base64Encoded: b64) == reference)
+            }
+        }
+    }
+
+    @Test func cancellingARunningCPUJobStopsAtAStepBoundary() async throws {
+        let loop = try makeCPULoop()
+        let job = GenerationJob(prompt: "slow", width: 128, height: 128, steps: 200, seed: 1)
+        let s = try await loop.submit(job, deadline: 3_600_000_000)
+        for _ in 0..<500 {
+            if let st = await loop.status(s.id), st.status == .running, st.stepsDone >= 1 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let cancelled = await loop.cancel(s.id)
+        #expect(cancelled != nil)
+        let final = await loop.wait(s.id)
+        #expect(final?.status == .cancelled)
+        #expect((final?.stepsDone ?? 200) < 200)
+        #expect(await loop.free == GPUSet(first: 2))
+        await loop.backend.shutdown()
+    }
+
+    @Test func aKilledWorkerIsReplacedAndTheRequestFinishesWithTheSameImage() async throws {
+        let loop = try makeCPULoop()
+        let backend = try #require(loop.backend as? CPUBackend)
+        let reference = try generateReference(prompt: "a storm", size: "128x128", steps: 12, seed: 9)
+        let job = GenerationJob(prompt: "a storm", width: 128, height: 128, steps: 12, seed: 9)
+        let other = GenerationJob(prompt: "calm", width: 64, height: 64, steps: 8, seed: 2)
+        let s = try await loop.submit(job, deadline: 3_600_000_000)
+        let o = try await loop.submit(other, deadline: 3_600_000_000)
+        var victim = 0
+        for _ in 0..<1000 {
+            if let st = await loop.status(s.id), st.status == .running, st.stepsDone >= 2,
+                let devices = st.history.last?.devices
+            {
+                victim = devices[0]
+                break
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let before = backend.pool.pids
+        // Kill a worker of the group running the request, mid-block.
+        kill(before[victim], SIGKILL)
+        let final = await loop.wait(s.id)
+        #expect(final?.status == .succeeded)
+        #expect(final?.stepsDone == 12)
+        #expect(await loop.wait(o.id)?.status == .succeeded)
+        #expect(Data(await loop.image(s.id) ?? []) == reference)
+        #expect(backend.pool.pids[victim] != before[victim])
+        #expect(loop.metrics.render().contains("tetriserve_device_failures_total 1"))
+        await backend.shutdown()
+    }
+}
