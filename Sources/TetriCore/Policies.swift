@@ -9,16 +9,12 @@ public enum Policies {
     /// The policies an SLO or rate sweep compares.
     public static let compared = ["tetriserve", "sp1", "sp2", "sp4", "sp8", "rssp"]
 
-    /// RSSP's degree per resolution class: the largest profiled degree that is at most the
-    /// class's fixed degree (256²→1, 512²→1, 1024²→2, 2048²→8; larger classes → 8, smaller → 1).
+    /// RSSP's degree per resolution class, by the class's rank in the profile as in the paper's
+    /// mapping (256²→1, 512²→1, 1024²→2, 2048²→8): the two smallest classes 1, the third 2, larger
+    /// ones 8 — each the largest profiled degree not above that and the node's GPUs.
     public static func rsspDegrees(model: CostModel, gpus: Int) -> [Int] {
-        model.resolutions.map { res in
-            let want: Int
-            switch res.pixels {
-            case ...(512 * 512): want = 1
-            case ...(1024 * 1024): want = 2
-            default: want = 8
-            }
+        model.resolutions.indices.map { rank in
+            let want = rank < 2 ? 1 : rank == 2 ? 2 : 8
             return model.degrees.filter { $0 <= min(want, gpus) }.max() ?? model.degrees[0]
         }
     }

@@ -3,8 +3,8 @@ import Foundation
 import TetriCore
 import TetriSim
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
+#if canImport(Glibc)
+    import Glibc
 #endif
 
 struct LoadgenCommand: AsyncParsableCommand {
@@ -40,17 +40,15 @@ struct LoadgenCommand: AsyncParsableCommand {
     func run() async throws {
         guard concurrency >= 1 else { throw UserError("--concurrency must be >= 1, got \(concurrency)") }
         guard timeScale > 0 else { throw UserError("--time-scale must be > 0") }
-        guard let base = URL(string: url), base.scheme != nil else { throw UserError("--url is not a URL: '\(url)'") }
+        guard let base = URL(string: url), base.scheme == "http", let host = base.host else {
+            throw UserError("--url must be an http URL such as http://127.0.0.1:8080, got '\(url)'")
+        }
+        let port = base.port ?? 80
         guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
             throw UserError("cannot read trace '\(trace)'")
         }
         let trace = try userFacing { try Trace(csv: text) }
-        let endpoint = base.appendingPathComponent("v1/images/generations")
-        let config = URLSessionConfiguration.default
-        config.timeoutIntervalForRequest = 3600
-        config.timeoutIntervalForResource = 3600
-        config.httpMaximumConnectionsPerHost = concurrency
-        let session = URLSession(configuration: config)
+        let path = (base.path.hasSuffix("/") ? String(base.path.dropLast()) : base.path) + "/v1/images/generations"
         let start = ContinuousClock.now
         let results = await withTaskGroup(of: LoadResult.self) { group in
             var inFlight = 0
@@ -71,7 +69,7 @@ struct LoadgenCommand: AsyncParsableCommand {
                 ]
                 let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
                 group.addTask {
-                    await LoadResult.send(session: session, url: endpoint, body: data, request: r)
+                    await LoadResult.send(host: host, port: port, path: path, body: data, request: r)
                 }
                 if out.count % 10 == 0 { progress(out.count, trace.requests.count) }
             }
@@ -103,26 +101,107 @@ struct LoadResult: Sendable {
     var latency: Double?
     var error: String?
 
-    static func send(session: URLSession, url: URL, body: Data, request r: TraceRequest) async -> LoadResult {
-        var req = URLRequest(url: url)
-        req.httpMethod = "POST"
-        req.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        req.httpBody = body
+    static func send(host: String, port: Int, path: String, body: Data, request r: TraceRequest) async -> LoadResult {
         var out = LoadResult(id: r.id, resolution: r.resolution.description, status: 0, met: false)
         do {
-            let (data, response) = try await session.data(for: req)
-            out.status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            let (status, data) = try await MiniHTTP.post(host: host, port: port, path: path, body: body)
+            out.status = status
             let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-            if out.status == 200 {
+            if status == 200 {
                 out.met = obj?["slo_met"] as? Bool ?? false
                 out.latency = (obj?["inference_time_s"] as? NSNumber)?.doubleValue
             } else {
-                out.error = ((obj?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(out.status)"
+                out.error = ((obj?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(status)"
             }
         } catch {
             out.error = "\(error)"
         }
         return out
+    }
+}
+
+/// A small blocking HTTP/1.1 client for the load generator: one connection per request on a
+/// thread of its own, so that waiting for long generations costs no CPU (the machine's cores
+/// belong to the workers under test).
+enum MiniHTTP {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func post(host: String, port: Int, path: String, body: Data) async throws -> (Int, Data) {
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                do {
+                    continuation.resume(returning: try postBlocking(host: host, port: port, path: path, body: body))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    static func postBlocking(host: String, port: Int, path: String, body: Data) throws -> (Int, Data) {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var info: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &info) == 0, let first = info else {
+            throw Failure(description: "cannot resolve \(host)")
+        }
+        defer { freeaddrinfo(info) }
+        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        guard fd >= 0 else { throw Failure(description: "socket failed (errno \(errno))") }
+        defer { close(fd) }
+        guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
+            throw Failure(description: "cannot connect to \(host):\(port) (errno \(errno))")
+        }
+        var request = Data(
+            ("POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
+        request.append(body)
+        try request.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let n = send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                guard n > 0 else { throw Failure(description: "send failed (errno \(errno))") }
+                sent += n
+            }
+        }
+        var response = Data()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw Failure(description: "recv failed (errno \(errno))") }
+            if n == 0 { break }
+            response.append(contentsOf: buffer[0..<n])
+            if let (status, body) = complete(response) { return (status, body) }
+        }
+        guard let (status, body) = complete(response, closed: true) else {
+            throw Failure(description: "the server closed the connection without a complete answer")
+        }
+        return (status, body)
+    }
+
+    /// The status and body once the response is complete (by Content-Length, or at close).
+    static func complete(_ data: Data, closed: Bool = false) -> (Int, Data)? {
+        guard let end = data.firstRange(of: Data("\r\n\r\n".utf8)) else { return nil }
+        let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
+        let lines = head.split(separator: "\r\n")
+        guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "")
+        else { return nil }
+        let body = data[end.upperBound...]
+        for line in lines.dropFirst() {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "content-length",
+                let length = Int(parts[1].trimmingCharacters(in: .whitespaces))
+            {
+                return body.count >= length ? (status, Data(body.prefix(length))) : nil
+            }
+        }
+        return closed ? (status, Data(body)) : nil
     }
 }
 

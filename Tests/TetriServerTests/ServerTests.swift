@@ -247,3 +247,44 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         }
     }
 }
+
+@Suite struct DisconnectTests {
+    /// Sends a synchronous request over a raw socket and closes it before the answer.
+    func sendAndHangUp(port: Int, body: String) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(connected == 0)
+        let request =
+            "POST /v1/images/generations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        usleep(200_000)
+        close(fd)
+    }
+
+    @Test func aClientThatGoesAwayCancelsItsRequest() async throws {
+        let loop = try makeLoop(timeScale: 1)
+        let app = makeApp(loop)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            try sendAndHangUp(port: port, body: #"{"prompt": "gone", "size": "2048x2048", "slo_ms": 600000}"#)
+            var status: JobStatus?
+            for _ in 0..<200 {
+                status = await loop.status("job-1")?.status
+                if status == .cancelled { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(status == .cancelled)
+            #expect(await loop.load.running == 0)
+        }
+    }
+}
