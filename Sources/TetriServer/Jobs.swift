@@ -47,12 +47,18 @@ public enum AdmissionError: Error, Equatable, CustomStringConvertible {
     case queueFull(limit: Int, retryAfterSeconds: Int)
     case shuttingDown
     case conflictingRequestID(String)
+    /// Even alone on the whole node the job would finish `earliest` microseconds after its
+    /// deadline allows.
+    case infeasible(fastestSeconds: Double, sloSeconds: Double)
 
     public var description: String {
         switch self {
         case .queueFull(let limit, _): "the server has \(limit) requests waiting or running; retry later"
         case .shuttingDown: "the server is shutting down and accepts no new requests"
         case .conflictingRequestID(let id): "request_id '\(id)' was already used for a different request"
+        case .infeasible(let fastest, let slo):
+            "the deadline cannot be met: the fastest this request can run is "
+                + "\((fastest * 1000).rounded() / 1000) s, its deadline is \((slo * 1000).rounded() / 1000) s away"
         }
     }
 }

@@ -36,10 +36,14 @@ public actor RoundLoop {
         public var maxQueue: Int = 64
         /// Finished jobs (and their images) kept for status and content requests.
         public var retainFinished: Int = 256
+        /// Refuse jobs that could not meet their deadline even alone on the whole node, instead
+        /// of running them best effort.
+        public var rejectInfeasible = false
 
-        public init(maxQueue: Int = 64, retainFinished: Int = 256) {
+        public init(maxQueue: Int = 64, retainFinished: Int = 256, rejectInfeasible: Bool = false) {
             self.maxQueue = maxQueue
             self.retainFinished = retainFinished
+            self.rejectInfeasible = rejectInfeasible
         }
     }
 
@@ -96,10 +100,20 @@ public actor RoundLoop {
         guard let r = backend.costClass(width: job.width, height: job.height) else {
             preconditionFailure("submit() needs a size the backend validated")
         }
+        let now = clock.now()
+        if configuration.rejectInfeasible {
+            let model = backend.costModel
+            let fastest =
+                model.degrees.filter { $0 <= backend.devices }
+                .map { Micros(job.steps) * model.stepTime(resolution: r, degree: $0) }.min() ?? 0
+            if now + fastest > deadline {
+                metrics.rejected()
+                throw .infeasible(fastestSeconds: fastest.seconds, sloSeconds: (deadline - now).seconds)
+            }
+        }
         nextID += 1
         let id = nextID
         let key = "job-\(id)"
-        let now = clock.now()
         var e = Entry(
             id: id, key: key, requestID: requestID, job: job, resolution: r, arrival: now, deadline: deadline,
             remaining: job.steps)

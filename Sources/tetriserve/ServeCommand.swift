@@ -64,6 +64,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-queue"), help: "Requests waiting or running at most; more get 429.")
     var maxQueue: Int = 64
 
+    @Flag(
+        name: .customLong("reject-infeasible"),
+        help: "Answer 422 to requests whose deadline no schedule can meet, instead of running them best effort.")
+    var rejectInfeasible = false
+
     @Option(name: .customLong("slo-scale"), help: "Multiplier on the default per-resolution SLOs.")
     var sloScale: Double = 1
 
@@ -142,7 +147,8 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,
-            configuration: .init(maxQueue: maxQueue), metrics: ServerMetrics(), logger: logger)
+            configuration: .init(maxQueue: maxQueue, rejectInfeasible: rejectInfeasible), metrics: ServerMetrics(),
+            logger: logger)
         let routes = ImageRoutes(
             loop: loop,
             configuration: ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale))

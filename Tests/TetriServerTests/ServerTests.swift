@@ -20,7 +20,9 @@ let fluxProfile = Profile(
     ])
 
 /// A simulated 8-GPU FLUX node, `timeScale` times faster than real time.
-func makeLoop(timeScale: Double = 100, policy: String = "tetriserve", maxQueue: Int = 64) throws -> RoundLoop {
+func makeLoop(
+    timeScale: Double = 100, policy: String = "tetriserve", maxQueue: Int = 64, rejectInfeasible: Bool = false
+) throws -> RoundLoop {
     let model = try CostModel(profile: fluxProfile)
     let clock = ServingClock(timeScale: timeScale)
     let backend = SimulatedBackend(model: model, devices: 8, clock: clock)
@@ -28,7 +30,8 @@ func makeLoop(timeScale: Double = 100, policy: String = "tetriserve", maxQueue: 
     logger.logLevel = .critical
     return RoundLoop(
         backend: backend, scheduler: try Policies.make(policy, model: model, gpus: 8), clock: clock,
-        configuration: .init(maxQueue: maxQueue), metrics: ServerMetrics(), logger: logger)
+        configuration: .init(maxQueue: maxQueue, rejectInfeasible: rejectInfeasible), metrics: ServerMetrics(),
+        logger: logger)
 }
 
 func makeApp(_ loop: RoundLoop) -> some ApplicationProtocol {
@@ -244,6 +247,26 @@ func body(_ object: [String: Any]) -> ByteBuffer {
                 let err = try #require(try json(res.body)["error"] as? [String: Any])
                 #expect(err["code"] as? String == "queue_full")
             }
+        }
+    }
+}
+
+@Suite struct AdmissionTests {
+    @Test func infeasibleDeadlinesAreRefusedWhenAsked() async throws {
+        let app = makeApp(try makeLoop(timeScale: 20, rejectInfeasible: true))
+        try await app.test(.live) { client in
+            // 50 steps of 2048² take at least 6.845 s (degree 8): a 5 s SLO cannot be met.
+            try await client.execute(
+                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "p", "size": "2048x2048", "slo_ms": 5000])
+            ) { res in
+                #expect(res.status == .unprocessableContent)
+                let err = try #require(try json(res.body)["error"] as? [String: Any])
+                #expect(err["code"] as? String == "deadline_infeasible")
+                #expect((err["message"] as? String ?? "").contains("6.845 s"))
+            }
+            try await client.execute(
+                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "p", "size": "2048x2048", "slo_ms": 7000])
+            ) { res in #expect(res.status == .accepted) }
         }
     }
 }

@@ -124,6 +124,8 @@ public struct ImageRoutes: Sendable {
             return APIError(.serviceUnavailable, e.description, type: "server_error", code: "shutting_down")
         case .conflictingRequestID:
             return APIError(.conflict, e.description, param: "request_id")
+        case .infeasible:
+            return APIError(.unprocessableContent, e.description, param: "slo_ms", code: "deadline_infeasible")
         }
     }
 
