@@ -81,6 +81,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard port >= 0 && port < 65536 else { throw UserError("--port must be in 0...65535, got \(port)") }
         guard timeScale > 0 && timeScale.isFinite else { throw UserError("--time-scale must be > 0") }
+        if engine == "cpu" {
+            // Options of the simulated engine would otherwise be accepted and ignored.
+            guard timeScale == 1 else { throw UserError("--time-scale applies to --engine simulated only") }
+            guard gpus == nil else { throw UserError("--gpus applies to --engine simulated; use --workers") }
+        }
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
         guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
         guard defaultSteps >= 1 && defaultSteps <= 200 else { throw UserError("--default-steps must be in 1...200") }
@@ -106,6 +111,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "tetriserve")
         logger.logLevel = .info
+        let clock = ServingClock(timeScale: timeScale)
         let backend: any ExecutionBackend
         let base: [Double]
         switch engine {
@@ -115,7 +121,7 @@ struct ServeCommand: AsyncParsableCommand {
             guard devices >= 1 && devices <= GPUSet.capacity else {
                 throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(devices)")
             }
-            backend = SimulatedBackend(model: model, devices: devices, clock: ServingClock(timeScale: timeScale))
+            backend = SimulatedBackend(model: model, devices: devices, clock: clock)
             base = ServingConfiguration.paperSLOs(classes: model.resolutions.count)
         default:
             guard workers >= 1 && workers <= GPUSet.capacity else {
@@ -139,7 +145,6 @@ struct ServeCommand: AsyncParsableCommand {
             backend = CPUBackend(pool: pool, costModel: costModel)
             base = ServingConfiguration.profileSLOs(costModel)
         }
-        let clock = (backend as? SimulatedBackend)?.clock ?? ServingClock()
         let scheduler = try userFacing {
             try Policies.make(
                 policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,

@@ -183,7 +183,8 @@ public struct ImageRoutes: Sendable {
 
     func createJob(_ request: Request) async throws -> Response {
         let r = try parse(try await readBody(request.body), jobs: true)
-        let known = await r.requestID.asyncFlatMap { await loop.statusForRequestID($0) }
+        var known: JobSnapshot?
+        if let rid = r.requestID { known = await loop.statusForRequestID(rid) }
         let s = try await submit(r, index: 0)
         return try jsonResponse(jobJSON(s), status: known == nil ? .accepted : .ok)
     }
@@ -218,12 +219,5 @@ public struct ImageRoutes: Sendable {
         o["finished_at"] = s.finish.map { Int(unixMs($0)) } ?? NSNull()
         o["error"] = s.error ?? NSNull()
         return o
-    }
-}
-
-extension Optional {
-    func asyncFlatMap<U>(_ f: (Wrapped) async -> U?) async -> U? {
-        guard let v = self else { return nil }
-        return await f(v)
     }
 }
