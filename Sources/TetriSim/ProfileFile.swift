@@ -3,9 +3,9 @@ import TetriCore
 
 /// Reading profile files.
 public enum ProfileFile {
-    /// Loads and validates a profile JSON file.
+    /// Loads and validates a profile: a JSON file, or the name of a built-in profile (see ``contents(of:)``).
     public static func load(_ path: String, handoff: Micros = 0) throws(FileError) -> CostModel {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path) }
+        let data = try contents(of: path)
         let profile: Profile
         do {
             profile = try JSONDecoder().decode(Profile.self, from: data)
@@ -17,6 +17,19 @@ public enum ProfileFile {
         } catch {
             throw .invalid(path, error.description)
         }
+    }
+
+    /// The names of the built-in profiles (the files of `profiles/` without `.json`), sorted.
+    public static var builtInNames: [String] { EmbeddedProfiles.files.keys.sorted() }
+
+    /// The bytes of a profile. A bare name (no `/`, not ending in `.json`) selects the built-in
+    /// profile of that name, or else a file of that name; anything else is a file path.
+    public static func contents(of reference: String) throws(FileError) -> Data {
+        let bare = !reference.contains("/") && !reference.hasSuffix(".json")
+        if bare, let text = EmbeddedProfiles.files[reference] { return Data(text.utf8) }
+        if let data = FileManager.default.contents(atPath: reference) { return data }
+        if bare { throw .unknownProfile(reference, builtInNames) }
+        throw .unreadable(reference)
     }
 
     static func describe(_ error: any Error) -> String {
@@ -39,6 +52,8 @@ public enum FileError: Error, Equatable, CustomStringConvertible {
     case malformed(String, String)
     case invalid(String, String)
     case unwritable(String)
+    /// A bare profile name that is neither built in nor a file; the built-in names.
+    case unknownProfile(String, [String])
 
     public var description: String {
         switch self {
@@ -46,6 +61,8 @@ public enum FileError: Error, Equatable, CustomStringConvertible {
         case .malformed(let p, let why): "'\(p)': \(why)"
         case .invalid(let p, let why): "'\(p)': \(why)"
         case .unwritable(let p): "cannot write '\(p)'"
+        case .unknownProfile(let name, let names):
+            "no built-in profile or file '\(name)'; built-in profiles: \(names.joined(separator: ", "))"
         }
     }
 }

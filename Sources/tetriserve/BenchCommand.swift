@@ -22,19 +22,21 @@ struct SchedulerBench: ParsableCommand {
             """
     )
 
-    @Option(help: "GPUs on the node (up to \(GPUSet.capacity)).")
+    @Option(parsing: .unconditional, help: "GPUs on the node (up to \(GPUSet.capacity)).")
     var gpus: Int = 8
 
-    @Option(help: "Unfinished requests per state.")
+    @Option(parsing: .unconditional, help: "Unfinished requests per state.")
     var pending: Int = 64
 
-    @Option(help: "Random states to time (default: enough for about a second of decisions, at least 20).")
+    @Option(
+        parsing: .unconditional,
+        help: "Random states to time (default: enough for about a second of decisions, at least 20).")
     var states: Int?
 
-    @Option(help: "Cost profile JSON.")
+    @Option(help: "Cost profile: \(Defaults.profileForms).")
     var profile: String = Defaults.profile
 
-    @Option(help: "Policy to time.")
+    @Option(help: "Policy to time: \(Policies.names.joined(separator: ", ")).")
     var policy: String = "tetriserve"
 
     func run() throws {

@@ -7,38 +7,55 @@ struct ExperimentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "experiment",
         abstract: "Run a named evaluation: a Markdown table on stdout, CSV and SVG plots in --out.",
-        discussion: """
-            Experiments: slo-sweep (both mixes, SLO scales 1.0–1.5, every policy), rate-sweep (6–18 req/min), \
-            granularity (1, 2, 5, 10, 15), ablation (packing → +placement → +scale-up), homogeneous \
-            (one resolution at a time), sd3 (the SD3-Medium / 4×A40 profile). Each point averages --seeds seeds.
-            """
+        discussion: "Experiments: "
+            + ExperimentCatalog.names.map { "\($0) (\(ExperimentCommand.summaries[$0] ?? "see docs/results.md"))" }
+            .joined(separator: "; ") + ". Each point averages --seeds seeds."
     )
+
+    /// One line per experiment for `--help`.
+    static let summaries: [String: String] = [
+        "slo-sweep": "both mixes, SLO scales 1.0–1.5, every compared policy",
+        "rate-sweep": "arrival rates 6–18 req/min at the first --slo-scales value",
+        "granularity": "round granularity 1, 2, 5, 10, 15",
+        "ablation": "packing → +placement → +scale-up",
+        "mechanisms":
+            "the paper's round loop read literally (tetriserve-literal), then each change of this implementation "
+            + "one at a time, ending at tetriserve",
+        "homogeneous": "one resolution class at a time",
+        "sd3": "the slo-sweep on the SD3-Medium / 4×A40 profile",
+    ]
 
     @Argument(help: "Experiment: \(ExperimentCatalog.names.joined(separator: ", ")).")
     var name: String
 
-    @Option(help: "Cost profile JSON (default: the FLUX profile; the SD3 profile for 'sd3').")
+    @Option(
+        help: "Cost profile: \(Defaults.profileForms) (default: \(Defaults.profile); \(Defaults.sd3Profile) for 'sd3')."
+    )
     var profile: String?
 
-    @Option(help: "Number of seeds per point (seeds 1...N).")
+    @Option(parsing: .unconditional, help: "Number of seeds per point (seeds 1...N).")
     var seeds: Int = 5
 
-    @Option(help: "GPUs on the node (default: the profile's).")
+    @Option(parsing: .unconditional, help: "GPUs on the node (default: the profile's).")
     var gpus: Int?
 
-    @Option(help: "Requests per trace.")
+    @Option(parsing: .unconditional, help: "Requests per trace.")
     var count: Int = 300
 
-    @Option(help: "Arrival rate in requests per minute (not used by rate-sweep).")
+    @Option(parsing: .unconditional, help: "Arrival rate in requests per minute (not used by rate-sweep).")
     var rate: Double = 12
 
-    @Option(help: "Step granularity of the round schedulers (not used by granularity).")
+    @Option(parsing: .unconditional, help: "Step granularity of the round schedulers (not used by granularity).")
     var granularity: Int = 5
 
-    @Option(name: .customLong("handoff-ms"), help: "Modelled cost of moving a request to other GPUs, in ms.")
+    @Option(
+        name: .customLong("handoff-ms"), parsing: .unconditional,
+        help: "Modelled cost of moving a request to other GPUs, in ms.")
     var handoffMs: Double = 0
 
-    @Option(name: .customLong("slo-scales"), help: "Comma-separated SLO scales (the first is used by rate-sweep).")
+    @Option(
+        name: .customLong("slo-scales"), parsing: .unconditional,
+        help: "Comma-separated SLO scales (the first is used by rate-sweep).")
     var sloScales: String = "1.0,1.1,1.2,1.3,1.4,1.5"
 
     @Option(help: "Folder for the CSV and SVG files.")
@@ -56,7 +73,7 @@ struct ExperimentCommand: ParsableCommand {
         guard !scales.isEmpty, scales.allSatisfy({ ($0 ?? 0) > 0 }) else {
             throw UserError("--slo-scales must be comma-separated positive numbers, got '\(sloScales)'")
         }
-        let path = profile ?? (name == "sd3" ? "profiles/sd3-medium-a40x4.json" : Defaults.profile)
+        let path = profile ?? (name == "sd3" ? Defaults.sd3Profile : Defaults.profile)
         let model = try userFacing { try ProfileFile.load(path, handoff: .fromMilliseconds(handoffMs)) }
         let gpus = self.gpus ?? model.gpus
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
@@ -73,13 +90,9 @@ struct ExperimentCommand: ParsableCommand {
         }
         let started = ContinuousClock.now
         let seedList = (1...seeds).map { UInt64($0) }
+        let progress = ProgressReporter(label: name, unit: "simulations")
         let points = try userFacing {
-            try plan.execute(seeds: seedList) { done, total in
-                if done == total || done % max(1, total / 50) == 0 {
-                    FileHandle.standardError.write(Data("\r\(name): \(done)/\(total) simulations".utf8))
-                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
-                }
-            }
+            try plan.execute(seeds: seedList) { done, total in progress.update(done, of: total) }
         }
         let report = ExperimentReport(plan: plan, points: points, seeds: seeds)
         print(report.markdown, terminator: "")

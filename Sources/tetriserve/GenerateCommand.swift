@@ -21,16 +21,17 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Image size WIDTHxHEIGHT, for example 256x256.")
     var size: String = "256x256"
 
-    @Option(help: "Denoising steps.")
+    @Option(parsing: .unconditional, help: "Denoising steps.")
     var steps: Int = 20
 
-    @Option(help: "Seed of the initial noise.")
+    @Option(parsing: .unconditional, help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
     @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
     var model: String = "small"
 
-    @Option(name: .customLong("weights-seed"), help: "Seed of the model's deterministic weights.")
+    @Option(
+        name: .customLong("weights-seed"), parsing: .unconditional, help: "Seed of the model's deterministic weights.")
     var weightsSeed: UInt64 = 0
 
     @Option(help: "Safetensors weights file to load instead of seeded weights.")
@@ -42,7 +43,7 @@ struct GenerateCommand: ParsableCommand {
     )
     var plan: String?
 
-    @Option(help: "Worker processes to start (default: the plan's largest degree).")
+    @Option(parsing: .unconditional, help: "Worker processes to start (default: the plan's largest degree).")
     var workers: Int?
 
     @Flag(help: "Rotate each step's group through the workers instead of always starting at worker 0.")
@@ -51,25 +52,45 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Output PNG file.")
     var out: String
 
-    func run() throws {
+    /// Checks every option, the output path included, before any worker starts.
+    func validate() throws {
         guard let resolution = Resolution(parsing: size) else {
             throw ValidationError("--size must be WIDTHxHEIGHT with positive integers, got '\(size)'")
         }
         guard steps > 0 else { throw ValidationError("--steps must be positive, got \(steps)") }
-        let plan: DegreePlan = try userFacing {
-            if let text = self.plan { return try DegreePlan(parsing: text) }
-            return .uniform(degree: 1, steps: steps)
-        }
+        let plan = try degreePlan()
         guard plan.totalSteps == steps else {
             throw ValidationError("--plan covers \(plan.totalSteps) steps but --steps is \(steps)")
+        }
+        if let workers, workers < plan.maxDegree {
+            throw ValidationError("--workers is \(workers) but --plan needs \(plan.maxDegree)")
         }
         if weights == nil {
             guard let config = ModelConfig.named[model] else {
                 throw ValidationError(
                     "--model must be one of \(ModelConfig.named.keys.sorted().joined(separator: ", ")), got '\(model)'")
             }
-            _ = try userFacing { try config.grid(width: resolution.width, height: resolution.height) }
+            do {
+                _ = try config.grid(width: resolution.width, height: resolution.height)
+            } catch {
+                throw ValidationError("--size: \(error.description)")
+            }
         }
+        try checkWritableFile(out, option: "--out")
+    }
+
+    func degreePlan() throws -> DegreePlan {
+        guard let text = plan else { return .uniform(degree: 1, steps: steps) }
+        do {
+            return try DegreePlan(parsing: text)
+        } catch {
+            throw ValidationError("--plan: \(error.description)")
+        }
+    }
+
+    func run() throws {
+        let resolution = Resolution(parsing: size)!
+        let plan = try degreePlan()
         let options = try userFacing {
             try WorkerPool.Options(
                 workers: workers ?? plan.maxDegree, model: model, seed: weightsSeed, weights: weights,
@@ -97,7 +118,7 @@ struct GenerateCommand: ParsableCommand {
         do {
             try png.write(to: URL(fileURLWithPath: out))
         } catch {
-            throw ValidationError("cannot write --out '\(out)': \(error.localizedDescription)")
+            throw UserError("cannot write --out '\(out)': \(error.localizedDescription)")
         }
         let meanMs = result.stepSeconds.reduce(0, +) / Double(result.stepSeconds.count) * 1000
         print(

@@ -1,5 +1,9 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import TetriCore
 import TetriSim
 
@@ -15,7 +19,10 @@ struct LoadgenCommand: AsyncParsableCommand {
             Each trace row becomes POST /v1/images/generations at its arrival time (divided by --time-scale, \
             which must match the server's), with its size, steps and slo_ms, and seed = id. A request counts as \
             met when the server answers 200 with slo_met; 429s, other errors and misses count against it. \
-            Latencies are the server's inference_time_s (virtual seconds on a time-scaled server).
+            Latencies are the server's inference_time_s (virtual seconds on a time-scaled server). \
+            When the first requests get no answer (no server at --url) loadgen stops at once with an \
+            error; it exits non-zero whenever any request got no answer (refused, reset or past --timeout). \
+            The last line on standard error is loadgen's own CPU time over the run.
             """
     )
 
@@ -25,11 +32,18 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Trace CSV (id,arrival_s,width,height,steps,slo_s).")
     var trace: String
 
-    @Option(help: "Requests in flight at most; later arrivals wait for a slot.")
+    @Option(parsing: .unconditional, help: "Requests in flight at most; later arrivals wait for a slot.")
     var concurrency: Int = 256
 
-    @Option(name: .customLong("time-scale"), help: "Replay this many times faster (match the server's --time-scale).")
+    @Option(
+        name: .customLong("time-scale"), parsing: .unconditional,
+        help: "Replay this many times faster (match the server's --time-scale).")
     var timeScale: Double = 1
+
+    @Option(
+        parsing: .unconditional,
+        help: "Seconds to wait for one answer (real time); a request without an answer by then counts as none.")
+    var timeout: Double = 600
 
     @Option(help: "Prompt sent with every request.")
     var prompt: String = "a lighthouse on a cliff at dawn"
@@ -37,58 +51,119 @@ struct LoadgenCommand: AsyncParsableCommand {
     @Option(help: "Write a JSON summary here.")
     var json: String?
 
-    func run() async throws {
-        guard concurrency >= 1 else { throw UserError("--concurrency must be >= 1, got \(concurrency)") }
-        guard timeScale > 0 else { throw UserError("--time-scale must be > 0") }
-        guard let base = URL(string: url), base.scheme == "http", let host = base.host else {
-            throw UserError("--url must be an http URL such as http://127.0.0.1:8080, got '\(url)'")
+    func validate() throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be >= 1, got \(concurrency)") }
+        guard timeScale > 0 && timeScale.isFinite else { throw ValidationError("--time-scale must be > 0") }
+        guard timeout > 0 && timeout.isFinite else { throw ValidationError("--timeout must be > 0") }
+        guard let base = URL(string: url), ["http", "https"].contains(base.scheme ?? ""), base.host != nil else {
+            throw ValidationError("--url must be an http URL such as http://127.0.0.1:8080, got '\(url)'")
         }
-        let port = base.port ?? 80
+    }
+
+    func run() async throws {
+        let started = ContinuousClock.now
+        let usageBefore = CPUTime.now()
         guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
             throw UserError("cannot read trace '\(trace)'")
         }
         let trace = try userFacing { try Trace(csv: text) }
-        let path = (base.path.hasSuffix("/") ? String(base.path.dropLast()) : base.path) + "/v1/images/generations"
+        let endpoint = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/v1/images/generations"
+        var configuration = HTTPClient.Configuration()
+        configuration.httpVersion = .http1Only
+        // One connection per request in flight (each waits for its whole generation).
+        configuration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: concurrency)
+        // A failed connect fails its request at once instead of retrying until the connect timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(10), read: nil)
+        let client = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+        let results: [LoadResult]
+        do {
+            results = try await replay(trace, client: client, endpoint: endpoint)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+        let summary = LoadSummary(results)
+        print(summary.text)
+        let cpu = CPUTime.now() - usageBefore
+        let wall = started.duration(to: .now)
+        let wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        log(
+            String(
+                format: "loadgen CPU: %.2f s user + %.2f s system over %.1f s = %.1f%% of one core", cpu.user,
+                cpu.system, wallSeconds, 100 * (cpu.user + cpu.system) / max(wallSeconds, 1e-9)))
+        if let json {
+            try userFacing { try writeFile(summary.json, to: json) }
+        }
+        let unanswered = results.filter { $0.status == 0 }
+        if let first = unanswered.first {
+            throw UserError(
+                "\(unanswered.count) of \(results.count) requests got no answer (first: request \(first.id): "
+                    + "\(first.error ?? "no response"))")
+        }
+    }
+
+    /// What the replay waits for next: an answer, or the next arrival time.
+    enum Event: Sendable {
+        case answered(LoadResult)
+        case arrival
+    }
+
+    /// Sends each request at its arrival time with at most --concurrency in flight; collects the
+    /// answers as they come, and stops with an error when the first answers are all missing.
+    func replay(_ trace: Trace, client: HTTPClient, endpoint: String) async throws -> [LoadResult] {
+        let total = trace.requests.count
+        let progress = ProgressReporter(label: "loadgen", unit: "answered")
         let start = ContinuousClock.now
-        let results = await withTaskGroup(of: LoadResult.self) { group in
-            var inFlight = 0
+        let timeout = TimeAmount.nanoseconds(Int64(self.timeout * 1e9))
+        return try await withThrowingTaskGroup(of: Event.self) { group in
             var out: [LoadResult] = []
+            out.reserveCapacity(total)
+            var inFlight = 0
+            var answered = false
+            func take(_ event: Event) throws {
+                guard case .answered(let result) = event else { return }
+                inFlight -= 1
+                out.append(result)
+                if result.status != 0 {
+                    answered = true
+                } else if !answered {
+                    throw UserError(
+                        "no answer from \(url) to the first request(s): \(result.error ?? "no response"); "
+                            + "is a server running there (tetriserve serve)?")
+                }
+                progress.update(out.count, of: total)
+            }
             for r in trace.requests {
-                while inFlight >= concurrency {
-                    if let done = await group.next() {
-                        out.append(done)
-                        inFlight -= 1
+                let at = start + .microseconds(Double(r.arrival) / timeScale)
+                if at > .now {
+                    // Take answers while waiting for this arrival, so that a failure stops the replay at once.
+                    group.addTask {
+                        try? await Task.sleep(until: at, clock: .continuous)
+                        return .arrival
+                    }
+                    while let event = try await group.next() {
+                        if case .arrival = event { break }
+                        try take(event)
                     }
                 }
-                let at = start + .microseconds(Double(r.arrival) / timeScale)
-                try? await Task.sleep(until: at, clock: .continuous)
-                inFlight += 1
+                while inFlight >= concurrency, let event = try await group.next() { try take(event) }
                 let body: [String: Any] = [
                     "prompt": prompt, "size": r.resolution.description, "num_inference_steps": r.steps,
                     "slo_ms": Double(r.slo) / 1000, "seed": r.id,
                 ]
                 let data = (try? JSONSerialization.data(withJSONObject: body)) ?? Data()
+                inFlight += 1
                 group.addTask {
-                    await LoadResult.send(host: host, port: port, path: path, body: data, request: r)
+                    .answered(
+                        await LoadResult.send(client: client, url: endpoint, body: data, timeout: timeout, request: r))
                 }
-                if out.count % 10 == 0 { progress(out.count, trace.requests.count) }
             }
-            for await done in group {
-                out.append(done)
-                progress(out.count, trace.requests.count)
-            }
+            while let event = try await group.next() { try take(event) }
             return out
         }
-        FileHandle.standardError.write(Data("\n".utf8))
-        let summary = LoadSummary(results)
-        print(summary.text)
-        if let json {
-            try userFacing { try writeFile(summary.json, to: json) }
-        }
-    }
-
-    func progress(_ done: Int, _ total: Int) {
-        FileHandle.standardError.write(Data("\rloadgen: \(done)/\(total) answered".utf8))
     }
 }
 
@@ -96,113 +171,76 @@ struct LoadgenCommand: AsyncParsableCommand {
 struct LoadResult: Sendable {
     var id: Int
     var resolution: String
+    /// The HTTP status, or 0 when no answer came (refused, reset, timed out).
     var status: Int
     var met: Bool
     var latency: Double?
     var error: String?
 
-    static func send(host: String, port: Int, path: String, body: Data, request r: TraceRequest) async -> LoadResult {
+    /// The fields of a 200 answer that the summary needs.
+    struct Answer: Decodable {
+        var sloMet: Bool?
+        var inferenceTime: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case sloMet = "slo_met"
+            case inferenceTime = "inference_time_s"
+        }
+    }
+
+    struct ErrorAnswer: Decodable {
+        struct Body: Decodable { var message: String? }
+        var error: Body?
+    }
+
+    static func send(
+        client: HTTPClient, url: String, body: Data, timeout: TimeAmount, request r: TraceRequest
+    ) async -> LoadResult {
         var out = LoadResult(id: r.id, resolution: r.resolution.description, status: 0, met: false)
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body))
         do {
-            let (status, data) = try await MiniHTTP.post(host: host, port: port, path: path, body: body)
-            out.status = status
-            let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-            if status == 200 {
-                out.met = obj?["slo_met"] as? Bool ?? false
-                out.latency = (obj?["inference_time_s"] as? NSNumber)?.doubleValue
+            let response = try await client.execute(request, timeout: timeout)
+            let bytes = try await response.body.collect(upTo: 256 << 20)
+            out.status = Int(response.status.code)
+            let data = Data(bytes.readableBytesView)
+            if out.status == 200 {
+                let answer = try? JSONDecoder().decode(Answer.self, from: data)
+                out.met = answer?.sloMet ?? false
+                out.latency = answer?.inferenceTime
             } else {
-                out.error = ((obj?["error"] as? [String: Any])?["message"] as? String) ?? "HTTP \(status)"
+                out.error =
+                    (try? JSONDecoder().decode(ErrorAnswer.self, from: data))?.error?.message ?? "HTTP \(out.status)"
             }
         } catch {
-            out.error = "\(error)"
+            out.error = describe(error)
         }
         return out
     }
+
+    /// A short description of a transport error (the system's words for socket errors).
+    static func describe(_ error: any Error) -> String {
+        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+        if let e = error as? HTTPClientError, e == .deadlineExceeded { return "no answer within --timeout" }
+        return "\(error)"
+    }
 }
 
-/// A small blocking HTTP/1.1 client for the load generator: one connection per request on a
-/// thread of its own, so that waiting for long generations costs no CPU (the machine's cores
-/// belong to the workers under test).
-enum MiniHTTP {
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+/// This process's CPU time so far (getrusage), in seconds.
+struct CPUTime {
+    var user: Double
+    var system: Double
+
+    static func now() -> CPUTime {
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return CPUTime(user: seconds(usage.ru_utime), system: seconds(usage.ru_stime))
     }
 
-    static func post(host: String, port: Int, path: String, body: Data) async throws -> (Int, Data) {
-        try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                do {
-                    continuation.resume(returning: try postBlocking(host: host, port: port, path: path, body: body))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
-    }
-
-    static func postBlocking(host: String, port: Int, path: String, body: Data) throws -> (Int, Data) {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var info: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &info) == 0, let first = info else {
-            throw Failure(description: "cannot resolve \(host)")
-        }
-        defer { freeaddrinfo(info) }
-        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
-        guard fd >= 0 else { throw Failure(description: "socket failed (errno \(errno))") }
-        defer { close(fd) }
-        guard connect(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
-            throw Failure(description: "cannot connect to \(host):\(port) (errno \(errno))")
-        }
-        var request = Data(
-            ("POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
-                + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n").utf8)
-        request.append(body)
-        try request.withUnsafeBytes { raw in
-            var sent = 0
-            while sent < raw.count {
-                let n = send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
-                guard n > 0 else { throw Failure(description: "send failed (errno \(errno))") }
-                sent += n
-            }
-        }
-        var response = Data()
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw Failure(description: "recv failed (errno \(errno))") }
-            if n == 0 { break }
-            response.append(contentsOf: buffer[0..<n])
-            if let (status, body) = complete(response) { return (status, body) }
-        }
-        guard let (status, body) = complete(response, closed: true) else {
-            throw Failure(description: "the server closed the connection without a complete answer")
-        }
-        return (status, body)
-    }
-
-    /// The status and body once the response is complete (by Content-Length, or at close).
-    static func complete(_ data: Data, closed: Bool = false) -> (Int, Data)? {
-        guard let end = data.firstRange(of: Data("\r\n\r\n".utf8)) else { return nil }
-        let head = String(decoding: data[..<end.lowerBound], as: UTF8.self)
-        let lines = head.split(separator: "\r\n")
-        guard let statusLine = lines.first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "")
-        else { return nil }
-        let body = data[end.upperBound...]
-        for line in lines.dropFirst() {
-            let parts = line.split(separator: ":", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "content-length",
-                let length = Int(parts[1].trimmingCharacters(in: .whitespaces))
-            {
-                return body.count >= length ? (status, Data(body.prefix(length))) : nil
-            }
-        }
-        return closed ? (status, Data(body)) : nil
-    }
+    static func - (a: CPUTime, b: CPUTime) -> CPUTime { CPUTime(user: a.user - b.user, system: a.system - b.system) }
 }
 
 /// SLO attainment, latency percentiles and errors over a replay.

@@ -13,36 +13,139 @@ struct ProfileCommand: ParsableCommand {
             format that simulate reads. Also reports the engine benchmarks: the largest class's \
             step FLOP rate as a fraction of single-thread sgemm on the same worker, the speed-up of \
             each degree over degree 1, and the hand-off cost of moving a request between workers.
+            The profile goes to \(ProfileCommand.userFolder)/NAME.json unless --out names a file; the \
+            path is printed. A measurement whose samples spread more than --max-spread around their \
+            median (another process took the core for part of it) is measured again up to --retries \
+            times; one still noisy after that, or a machine already loaded before the start (from \
+            /proc/loadavg), gets a warning.
             """
     )
 
-    @Option(help: "Worker processes (one per core).")
+    @Option(parsing: .unconditional, help: "Worker processes (one per core).")
     var workers: Int = 2
 
     @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
     var model: String = "small"
 
-    @Option(name: .customLong("weights-seed"), help: "Seed of the model's deterministic weights.")
+    @Option(
+        name: .customLong("weights-seed"), parsing: .unconditional, help: "Seed of the model's deterministic weights.")
     var weightsSeed: UInt64 = 0
 
-    @Option(help: "Warm-up steps before measuring each class and degree.")
+    @Option(parsing: .unconditional, help: "Warm-up steps before measuring each class and degree.")
     var warmup: Int = 2
 
-    @Option(help: "Measured steps per class and degree (the profile holds their median).")
+    @Option(parsing: .unconditional, help: "Measured steps per class and degree (the profile holds their median).")
     var repetitions: Int = 5
 
-    @Option(help: "Output profile JSON.")
-    var out: String = "profiles/cpu-local.json"
+    @Option(help: "Output profile JSON (default: \(ProfileCommand.userFolder)/NAME.json).")
+    var out: String?
 
     @Option(help: "Profile name written into the JSON.")
     var name: String = "cpu-local"
 
+    @Option(
+        name: .customLong("max-spread"), parsing: .unconditional,
+        help: "Largest accepted (max − min) / median of one measurement's samples, as a fraction.")
+    var maxSpread: Double = 0.15
+
+    @Option(parsing: .unconditional, help: "Re-measurements of a class and degree whose samples spread too much.")
+    var retries: Int = 2
+
     @Flag(inversion: .prefixedNo, help: "Also measure sgemm and the hand-off cost.")
     var bench = true
 
+    /// Where measured profiles go by default: `$XDG_DATA_HOME/tetriserve/profiles`, else
+    /// `~/.local/share/tetriserve/profiles` (never the repository's tracked `profiles/`).
+    static var userFolder: String {
+        let env = ProcessInfo.processInfo.environment
+        let data =
+            env["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".local/share")
+        return (data as NSString).appendingPathComponent("tetriserve/profiles")
+    }
+
+    var outputPath: String { out ?? (Self.userFolder as NSString).appendingPathComponent("\(name).json") }
+
+    func validate() throws {
+        guard workers >= 1 && workers <= GPUSet.capacity else {
+            throw ValidationError("--workers must be in 1...\(GPUSet.capacity), got \(workers)")
+        }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be >= 0, got \(warmup)") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be >= 1, got \(repetitions)") }
+        guard maxSpread > 0 && maxSpread.isFinite else { throw ValidationError("--max-spread must be > 0") }
+        guard retries >= 0 else { throw ValidationError("--retries must be >= 0, got \(retries)") }
+        guard !name.isEmpty, !name.contains("/") else {
+            throw ValidationError("--name must be a non-empty name without '/', got '\(name)'")
+        }
+        if out != nil { try checkWritableFile(outputPath, option: "--out") }
+    }
+
+    /// (max − min) / median of a measurement's samples: 0 for one sample; about 1 when some
+    /// steps took twice as long as others.
+    static func spread(_ m: Profiler.Measurement) -> Double {
+        guard let lo = m.samplesMs.min(), let hi = m.samplesMs.max(), m.stepMs > 0 else { return 0 }
+        return (hi - lo) / m.stepMs
+    }
+
+    /// The 1-minute load average and the core count, when /proc/loadavg can be read.
+    static func load() -> (average: Double, cores: Int)? {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8),
+            let first = text.split(separator: " ").first, let average = Double(first)
+        else { return nil }
+        return (average, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    static func percent(_ fraction: Double) -> String { String(format: "%.1f%%", 100 * fraction) }
+
+    /// Measures every class at every degree; measures again, up to --retries times, one whose
+    /// samples spread more than --max-spread, keeping the least spread; returns the measurements
+    /// and those still too noisy.
+    func measureAll(pool: WorkerPool, profiler: Profiler, degrees: [Int]) throws -> (
+        all: [Profiler.Measurement], noisy: [Profiler.Measurement]
+    ) {
+        var all: [Profiler.Measurement] = []
+        var noisy: [Profiler.Measurement] = []
+        for resolution in pool.config.resolutionClasses {
+            for k in degrees {
+                var best = try userFacing { try profiler.measure(pool: pool, resolution: resolution, degree: k) }
+                var tries = 0
+                while Self.spread(best) > maxSpread && tries < retries {
+                    tries += 1
+                    log(
+                        "\(resolution) degree \(k): samples \(Self.samples(best)) spread \(Self.percent(Self.spread(best))) "
+                            + "> --max-spread \(Self.percent(maxSpread)); measuring again (\(tries)/\(retries))")
+                    let again = try userFacing { try profiler.measure(pool: pool, resolution: resolution, degree: k) }
+                    if Self.spread(again) < Self.spread(best) { best = again }
+                }
+                log(
+                    "\(resolution) degree \(k): \(String(format: "%.2f", best.stepMs)) ms/step "
+                        + "(samples \(Self.samples(best)), spread \(Self.percent(Self.spread(best))))")
+                if Self.spread(best) > maxSpread { noisy.append(best) }
+                all.append(best)
+            }
+        }
+        return (all, noisy)
+    }
+
+    static func samples(_ m: Profiler.Measurement) -> String {
+        m.samplesMs.map { String(format: "%.1f", $0) }.joined(separator: " ")
+    }
+
     func run() throws {
-        guard warmup >= 0, repetitions >= 1 else {
-            throw ValidationError("--warmup must be >= 0 and --repetitions >= 1")
+        let out = outputPath
+        if self.out == nil {
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: Self.userFolder, withIntermediateDirectories: true)
+            } catch {
+                throw UserError("cannot create '\(Self.userFolder)' for the profile; give --out")
+            }
+            try checkWritableFile(out, option: "--out")
+        }
+        if case (let average, let cores)? = Self.load(), average > Double(max(0, cores - workers)) + 0.5 {
+            log(
+                "warning: load average \(String(format: "%.2f", average)) on \(cores) cores before profiling: other "
+                    + "processes compete with the \(workers) workers, so steps may run slow or unevenly")
         }
         let options = try userFacing { try WorkerPool.Options(workers: workers, model: model, seed: weightsSeed) }
         let pool = try userFacing { try WorkerPool(options: options) }
@@ -52,20 +155,16 @@ struct ProfileCommand: ParsableCommand {
         log("workers: \(pool.workerCount), OpenBLAS core: \(cores), model: \(config.name)")
         let profiler = Profiler(warmup: warmup, repetitions: repetitions)
         let degrees = [1, 2, 4, 8].filter { $0 <= workers }
-        let measurements = try userFacing {
-            try profiler.measureAll(pool: pool, classes: config.resolutionClasses, degrees: degrees) { m in
-                log(
-                    "\(m.resolution) degree \(m.degree): \(String(format: "%.2f", m.stepMs)) ms/step "
-                        + "(samples \(m.samplesMs.map { String(format: "%.1f", $0) }.joined(separator: " ")))")
-            }
-        }
+        let (measurements, noisy) = try measureAll(pool: pool, profiler: profiler, degrees: degrees)
+        let widest = measurements.map(Self.spread).max() ?? 0
         let cpu = cpuModel()
         let profile = Profiler.profile(
             measurements, name: name,
             description:
                 "Measured by tetriserve profile: model \(config.name), \(workers) CPU workers (one core, one "
                 + "OpenBLAS thread each, core \(cores)) on \(cpu); median of \(repetitions) steps after \(warmup) "
-                + "warm-up; prompt of \(Profiler.prompt.utf8.count + 1) text tokens.",
+                + "warm-up; prompt of \(Profiler.prompt.utf8.count + 1) text tokens; largest sample spread "
+                + "\(Self.percent(widest)).",
             workers: workers)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -73,10 +172,19 @@ struct ProfileCommand: ParsableCommand {
         do {
             try (data + Data("\n".utf8)).write(to: URL(fileURLWithPath: out))
         } catch {
-            throw ValidationError("cannot write --out '\(out)': \(error.localizedDescription)")
+            throw UserError("cannot write --out '\(out)': \(error.localizedDescription)")
         }
-        print("wrote \(out)")
+        print("wrote \(out) (use it with --profile \(out))")
         printTable(measurements, degrees: degrees)
+        print("largest sample spread (max − min) / median: \(Self.percent(widest))")
+        if !noisy.isEmpty {
+            let list = noisy.map { "\($0.resolution) degree \($0.degree) (\(Self.percent(Self.spread($0))))" }
+            let now = Self.load().map { String(format: "; load average now %.2f", $0.average) } ?? ""
+            log(
+                "warning: \(noisy.count) measurement(s) spread more than --max-spread \(Self.percent(maxSpread)) "
+                    + "after \(retries) re-measurement(s): \(list.joined(separator: ", "))\(now). Their medians may "
+                    + "be off; profile again on an idle machine or with more --repetitions.")
+        }
         if bench { try benchmarks(pool: pool, profiler: profiler, measurements: measurements) }
     }
 

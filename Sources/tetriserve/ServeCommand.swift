@@ -2,6 +2,8 @@ import ArgumentParser
 import DiTEngine
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import TetriCore
 import TetriServer
 import TetriSim
@@ -22,46 +24,58 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Address to listen on.")
     var host: String = "127.0.0.1"
 
-    @Option(help: "Port to listen on (0 picks a free one; the chosen port is printed).")
+    @Option(parsing: .unconditional, help: "Port to listen on (0 picks a free one; the chosen port is printed).")
     var port: Int = 8080
 
     @Option(help: "Execution engine: cpu or simulated.")
     var engine: String = "cpu"
 
-    @Option(help: "CPU engine: worker processes (devices), one per core.")
-    var workers: Int = 2
+    // The engine-specific options have no declared default, so that a value the user set can be
+    // told from the default and refused when the chosen engine does not use it.
 
-    @Option(help: "CPU engine: model configuration (\(ModelConfig.named.keys.sorted().joined(separator: ", "))).")
-    var model: String = "small"
+    @Option(parsing: .unconditional, help: "CPU engine: worker processes (devices), one per core (default: 2).")
+    var workers: Int?
 
-    @Option(name: .customLong("weights-seed"), help: "CPU engine: seed of the model's deterministic weights.")
-    var weightsSeed: UInt64 = 0
+    @Option(
+        help:
+            "CPU engine: model configuration (\(ModelConfig.named.keys.sorted().joined(separator: ", ")); default: small)."
+    )
+    var model: String?
+
+    @Option(
+        name: .customLong("weights-seed"), parsing: .unconditional,
+        help: "CPU engine: seed of the model's deterministic weights (default: 0).")
+    var weightsSeed: UInt64?
 
     @Option(
         help: """
-            Cost profile JSON. CPU engine: skip start-up profiling and use this one (it must match --model and \
-            --workers). Simulated engine: the node to rehearse (default: the FLUX profile).
+            Cost profile: \(Defaults.profileForms). CPU engine: skip start-up profiling and use this one (it \
+            must match --model and --workers). Simulated engine: the node to rehearse (default: \(Defaults.profile)).
             """)
     var profile: String?
 
     @Option(
-        name: .customLong("plan-margin"),
+        name: .customLong("plan-margin"), parsing: .unconditional,
         help: "Plans aim to finish this fraction of the time left before each deadline (slack for timing noise).")
     var planMargin: Double = 0
 
-    @Option(help: "Virtual devices of the simulated engine (default: the profile's).")
+    @Option(parsing: .unconditional, help: "Virtual devices of the simulated engine (default: the profile's).")
     var gpus: Int?
 
-    @Option(name: .customLong("time-scale"), help: "Simulated engine: virtual time runs this many times faster.")
-    var timeScale: Double = 1
+    @Option(
+        name: .customLong("time-scale"), parsing: .unconditional,
+        help: "Simulated engine: virtual time runs this many times faster (default: 1).")
+    var timeScale: Double?
 
     @Option(help: "Scheduling policy: \(Policies.names.joined(separator: ", ")).")
     var policy: String = "tetriserve"
 
-    @Option(help: "Step granularity of the round schedulers.")
+    @Option(parsing: .unconditional, help: "Step granularity of the round schedulers.")
     var granularity: Int = 5
 
-    @Option(name: .customLong("max-queue"), help: "Requests waiting or running at most; more get 429.")
+    @Option(
+        name: .customLong("max-queue"), parsing: .unconditional,
+        help: "Requests waiting or running at most; more get 429.")
     var maxQueue: Int = 64
 
     @Flag(
@@ -69,10 +83,13 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Answer 422 to requests whose deadline no schedule can meet, instead of running them best effort.")
     var rejectInfeasible = false
 
-    @Option(name: .customLong("slo-scale"), help: "Multiplier on the default per-resolution SLOs.")
+    @Option(
+        name: .customLong("slo-scale"), parsing: .unconditional, help: "Multiplier on the default per-resolution SLOs.")
     var sloScale: Double = 1
 
-    @Option(name: .customLong("default-steps"), help: "Steps when a request gives no num_inference_steps.")
+    @Option(
+        name: .customLong("default-steps"), parsing: .unconditional,
+        help: "Steps when a request gives no num_inference_steps.")
     var defaultSteps: Int = 50
 
     func validate() throws {
@@ -80,11 +97,17 @@ struct ServeCommand: AsyncParsableCommand {
             throw UserError("--engine must be cpu or simulated, got '\(engine)'")
         }
         guard port >= 0 && port < 65536 else { throw UserError("--port must be in 0...65535, got \(port)") }
-        guard timeScale > 0 && timeScale.isFinite else { throw UserError("--time-scale must be > 0") }
+        if let timeScale {
+            guard timeScale > 0 && timeScale.isFinite else { throw UserError("--time-scale must be > 0") }
+        }
+        // Options of the other engine would otherwise be accepted and ignored.
         if engine == "cpu" {
-            // Options of the simulated engine would otherwise be accepted and ignored.
-            guard timeScale == 1 else { throw UserError("--time-scale applies to --engine simulated only") }
+            guard timeScale == nil else { throw UserError("--time-scale applies to --engine simulated only") }
             guard gpus == nil else { throw UserError("--gpus applies to --engine simulated; use --workers") }
+        } else {
+            guard workers == nil else { throw UserError("--workers applies to --engine cpu; use --gpus") }
+            guard model == nil else { throw UserError("--model applies to --engine cpu only") }
+            guard weightsSeed == nil else { throw UserError("--weights-seed applies to --engine cpu only") }
         }
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
         guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
@@ -108,10 +131,42 @@ struct ServeCommand: AsyncParsableCommand {
         return try userFacing { try CostModel(profile: profile) }
     }
 
+    /// Fails with an error naming the address when it cannot be bound, before any worker starts
+    /// (the server binds again when it starts; a failure there gets the same error).
+    func checkAddress() async throws {
+        guard port != 0 else { return }
+        do {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .bind(host: host, port: port).get()
+            try await channel.close()
+        } catch {
+            throw bindFailure(error)
+        }
+    }
+
+    /// A one-line error naming the address and the option to change for a failed bind; any
+    /// other error unchanged.
+    func bindFailure(_ error: any Error) -> any Error {
+        guard let io = error as? IOError else { return error }
+        switch io.errnoCode {
+        case EADDRINUSE:
+            return UserError(
+                "port \(port) on \(host) is already in use; choose another with --port (--port 0 picks a free one)")
+        case EACCES:
+            return UserError("no permission to listen on port \(port) on \(host); choose a port above 1023 with --port")
+        case EADDRNOTAVAIL:
+            return UserError("cannot listen on \(host): not an address of this machine (--host)")
+        default:
+            return error
+        }
+    }
+
     func run() async throws {
+        try await checkAddress()
         var logger = Logger(label: "tetriserve")
         logger.logLevel = .info
-        let clock = ServingClock(timeScale: timeScale)
+        let clock = ServingClock(timeScale: timeScale ?? 1)
         let backend: any ExecutionBackend
         let base: [Double]
         switch engine {
@@ -124,10 +179,13 @@ struct ServeCommand: AsyncParsableCommand {
             backend = SimulatedBackend(model: model, devices: devices, clock: clock)
             base = ServingConfiguration.paperSLOs(classes: model.resolutions.count)
         default:
+            let workers = self.workers ?? 2
             guard workers >= 1 && workers <= GPUSet.capacity else {
                 throw UserError("--workers must be in 1...\(GPUSet.capacity), got \(workers)")
             }
-            let options = try userFacing { try WorkerPool.Options(workers: workers, model: model, seed: weightsSeed) }
+            let options = try userFacing {
+                try WorkerPool.Options(workers: workers, model: model ?? "small", seed: weightsSeed ?? 0)
+            }
             let pool = try userFacing { try WorkerPool(options: options) }
             log(
                 "workers: \(pool.workerCount), OpenBLAS core: \(Set(pool.coreNames).sorted().joined(separator: ",")), "
@@ -162,6 +220,10 @@ struct ServeCommand: AsyncParsableCommand {
                 "tetriserve listening on http://\(host):\(port) (engine \(backend.kind), model \(backend.modelName), "
                     + "\(backend.devices) devices, policy \(policy))")
         }
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            throw bindFailure(error)
+        }
     }
 }

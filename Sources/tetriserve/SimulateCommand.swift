@@ -10,7 +10,7 @@ struct SimulateCommand: ParsableCommand {
         discussion: "Policies: \(Policies.names.joined(separator: ", "))."
     )
 
-    @Option(help: "Cost profile JSON.")
+    @Option(help: "Cost profile: \(Defaults.profileForms).")
     var profile: String = Defaults.profile
 
     @Option(help: "Trace CSV (id,arrival_s,width,height,steps,slo_s).")
@@ -19,14 +19,17 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Scheduling policy: \(Policies.names.joined(separator: ", ")).")
     var policy: String = "tetriserve"
 
-    @Option(help: "GPUs on the node (default: the profile's).")
+    @Option(parsing: .unconditional, help: "GPUs on the node (default: the profile's).")
     var gpus: Int?
 
     @Option(
+        parsing: .unconditional,
         help: "Step granularity of the round schedulers: steps per round of the slowest class at its fastest degree.")
     var granularity: Int = 5
 
-    @Option(name: .customLong("handoff-ms"), help: "Modelled cost of moving a request to other GPUs, in ms.")
+    @Option(
+        name: .customLong("handoff-ms"), parsing: .unconditional,
+        help: "Modelled cost of moving a request to other GPUs, in ms.")
     var handoffMs: Double = 0
 
     @Option(help: "Write the result JSON here.")

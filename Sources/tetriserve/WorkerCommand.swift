@@ -13,10 +13,12 @@ struct WorkerCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "This worker's index in the pool (its exchange slot).")
+    @Option(parsing: .unconditional, help: "This worker's index in the pool (its exchange slot).")
     var index: Int
 
-    @Option(name: .customLong("arena-fd"), help: "Inherited descriptor of the pool's shared memory.")
+    @Option(
+        name: .customLong("arena-fd"), parsing: .unconditional,
+        help: "Inherited descriptor of the pool's shared memory.")
     var arenaFd: Int32
 
     @Option(help: "The shared memory layout as JSON (written by the pool).")
@@ -25,13 +27,13 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
     var model: String = "small"
 
-    @Option(help: "Seed of the deterministic weight initialisation (ignored with --weights).")
+    @Option(parsing: .unconditional, help: "Seed of the deterministic weight initialisation (ignored with --weights).")
     var seed: UInt64 = 0
 
     @Option(help: "Safetensors weights file to load instead of seeded weights.")
     var weights: String?
 
-    @Option(help: "CPU to pin this process to.")
+    @Option(parsing: .unconditional, help: "CPU to pin this process to.")
     var cpu: Int?
 
     func run() throws {

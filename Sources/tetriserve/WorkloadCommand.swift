@@ -17,28 +17,35 @@ struct WorkloadCommand: ParsableCommand {
     @Option(help: "Resolution mix: uniform, skewed (p ∝ exp(L/L_max)), or weights per class such as 1,1,2,4.")
     var mix: String = "uniform"
 
-    @Option(help: "Mean arrival rate in requests per minute.")
+    @Option(parsing: .unconditional, help: "Mean arrival rate in requests per minute.")
     var rate: Double = 12
 
-    @Option(help: "Number of requests.")
+    @Option(parsing: .unconditional, help: "Number of requests.")
     var count: Int = 300
 
-    @Option(name: .customLong("slo-scale"), help: "Multiplier on every base SLO.")
+    @Option(name: .customLong("slo-scale"), parsing: .unconditional, help: "Multiplier on every base SLO.")
     var sloScale: Double = 1.0
 
-    @Option(help: "Random seed.")
+    @Option(parsing: .unconditional, help: "Random seed.")
     var seed: UInt64 = 1
 
-    @Option(help: "Denoising steps per request.")
+    @Option(parsing: .unconditional, help: "Denoising steps per request.")
     var steps: Int = 50
 
-    @Option(help: "Coefficient of variation of inter-arrival gaps (1 = Poisson, larger = burstier).")
+    @Option(
+        parsing: .unconditional,
+        help: "Coefficient of variation of inter-arrival gaps (1 = Poisson, larger = burstier).")
     var burstiness: Double = 1
 
-    @Option(help: "Take resolution classes and token counts from this profile instead of the paper's four.")
+    @Option(
+        help:
+            "Take resolution classes and token counts from this profile (\(Defaults.profileForms)) instead of the paper's four."
+    )
     var profile: String?
 
-    @Option(name: .customLong("base-slo"), help: "Base SLO in seconds per class, ascending, comma-separated.")
+    @Option(
+        name: .customLong("base-slo"), parsing: .unconditional,
+        help: "Base SLO in seconds per class, ascending, comma-separated.")
     var baseSLO: String?
 
     @Option(help: "Write the trace here instead of standard output.")

@@ -2,12 +2,15 @@ import DiTEngine
 import Foundation
 import Testing
 
-/// Runs the built `tetriserve` with arguments; returns (exit status, stdout, stderr).
-func runCLI(_ arguments: [String]) throws -> (Int32, String, String) {
+/// Runs the built `tetriserve` with arguments in `directory` (default: the package root);
+/// returns (exit status, stdout, stderr).
+func runCLI(_ arguments: [String], in directory: URL? = nil) throws -> (Int32, String, String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: try WorkerPool.locateExecutable())
     p.arguments = arguments
-    p.currentDirectoryURL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    p.currentDirectoryURL =
+        directory
+        ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
     let out = Pipe()
     let err = Pipe()
