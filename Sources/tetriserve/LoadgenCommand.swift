@@ -200,6 +200,10 @@ struct LoadResult: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        // A fresh connection per request, as each one waits out its own generation anyway: a
+        // kept-alive connection that the server closes as the next request goes out would lose
+        // that request (a POST is not retried).
+        request.headers.add(name: "Connection", value: "close")
         request.body = .bytes(ByteBuffer(bytes: body))
         do {
             let response = try await client.execute(request, timeout: timeout)
@@ -271,6 +275,10 @@ struct LoadSummary {
             + byStatus.keys.sorted().map { "\($0 == 0 ? "no answer" : String($0)) ×\(byStatus[$0]!)" }
             .joined(separator: ", ")
         if let e = results.first(where: { $0.error != nil })?.error { s += "\nfirst error: \(e)" }
+        let unanswered = Dictionary(grouping: results.filter { $0.status == 0 }, by: { $0.error ?? "no response" })
+        for (why, rs) in unanswered.sorted(by: { $0.value.count > $1.value.count }) {
+            s += "\nno answer ×\(rs.count): \(why)"
+        }
         return s
     }
 
