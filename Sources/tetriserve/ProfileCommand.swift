@@ -140,7 +140,11 @@ struct ProfileCommand: ParsableCommand {
             } catch {
                 throw UserError("cannot create '\(Self.userFolder)' for the profile; give --out")
             }
-            try checkWritableFile(out, option: "--out")
+            do {
+                try checkWritableFile(out, option: "--out")
+            } catch let error as ValidationError {
+                throw UserError("cannot write the profile to '\(out)' (\(error.message)); give --out")
+            }
         }
         if case (let average, let cores)? = Self.load(), average > Double(max(0, cores - workers)) + 0.5 {
             log(

@@ -41,7 +41,7 @@ struct WorkerCommand: ParsableCommand {
         do {
             layout = try JSONDecoder().decode(ArenaLayout.self, from: Data(self.layout.utf8))
         } catch {
-            throw ValidationError("--layout is not a shared memory layout: \(error)")
+            throw UserError("--layout is not a shared memory layout: \(error)")
         }
         try Worker.run(
             Worker.Options(
