@@ -135,7 +135,18 @@ public actor RoundLoop {
         do {
             handle = try await backend.begin(job)
         } catch {
-            // Refused, not accepted and then failed: the job is forgotten.
+            // Refused, not accepted and then failed: the job is forgotten. (Only a retry of its
+            // request_id can have seen it meanwhile; its waiters and streams end here.)
+            if var seen = store[index] {
+                seen.status = .failed
+                seen.error = "the server could not start this request"
+                let snap = snapshot(seen)
+                for w in waiters.removeValue(forKey: index) ?? [] { w.resume(returning: (snap, nil)) }
+                for c in (subscribers.removeValue(forKey: index) ?? [:]).values {
+                    c.yield(.finished(snap))
+                    c.finish()
+                }
+            }
             store.withdraw(index)
             metrics.rejected()
             if error is RequestMemoryFull {

@@ -78,7 +78,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("api-key"),
         help: """
-            Require 'Authorization: Bearer KEY' on /v1/ routes (repeatable; also TETRISERVE_API_KEYS, comma-separated).             Each key sees only its own jobs and request_ids.
+            Require 'Authorization: Bearer KEY' on /v1/ routes (repeatable; also TETRISERVE_API_KEYS, comma-separated). \
+            Each key sees only its own jobs and request_ids.
             """)
     var apiKeys: [String] = []
 
@@ -95,7 +96,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("drop-late-after"),
         help: """
-            Fail a request that is still unfinished this many times its SLO after its deadline (status failed,             error_code deadline_exceeded; 504 on the synchronous endpoint). Default: never.
+            Fail a request that is still unfinished this many times its SLO after its deadline (status failed, \
+            error_code deadline_exceeded; 504 on the synchronous endpoint). Default: never.
             """)
     var dropLateAfter: Double?
 
