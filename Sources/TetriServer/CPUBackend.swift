@@ -40,10 +40,26 @@ public final class CPUBackend: ExecutionBackend {
         return costModel.latentTokens.firstIndex { $0 >= grid.columns * grid.rows }
     }
 
+    /// The pool's shared-memory region for a request of this size (its two latent buffers, text
+    /// encoding and barrier).
+    public func memoryCost(width: Int, height: Int) -> Int {
+        guard let grid = try? pool.config.grid(width: width, height: height) else { return 0 }
+        return RegionLayout(offset: 0, imageTokens: grid.columns * grid.rows, config: pool.config).byteCount
+    }
+
+    /// The pool's shared memory for requests (`WorkerPool.Options.heapBytes`).
+    public var memoryCapacity: Int? { pool.options.heapBytes }
+
     public func begin(_ job: GenerationJob) async throws -> Int {
         let request = GenerationRequest(
             prompt: job.prompt, width: job.width, height: job.height, steps: job.steps, seed: job.seed)
-        let handle = try pool.begin(request)
+        let handle: PoolRequest
+        do {
+            handle = try pool.begin(request)
+        } catch EngineError.pool(let message) {
+            // The only pool error of `begin`: its shared memory has no room for the request.
+            throw RequestMemoryFull(message)
+        }
         return jobs.withLock { state in
             state.next += 1
             state.table[state.next] = handle

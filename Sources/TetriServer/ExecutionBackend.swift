@@ -71,4 +71,21 @@ public protocol ExecutionBackend: Sendable {
     func release(handle: Int) async
     /// Stops the devices.
     func shutdown() async
+    /// Bytes of request memory a job of this (validated) size holds from `begin` until `finish`
+    /// or `release`; 0 when the backend does not limit it.
+    func memoryCost(width: Int, height: Int) -> Int
+    /// Bytes of request memory for all jobs together; nil when not limited.
+    var memoryCapacity: Int? { get }
+}
+
+extension ExecutionBackend {
+    public func memoryCost(width: Int, height: Int) -> Int { 0 }
+    public var memoryCapacity: Int? { nil }
+}
+
+/// `begin` found no room for the request in the backend's request memory (it may fit later).
+public struct RequestMemoryFull: Error, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
 }

@@ -12,6 +12,8 @@ public struct ServingConfiguration: Sendable {
     public var maxBodyBytes: Int = 64 * 1024
     /// Largest `n`.
     public var maxImages: Int = 4
+    /// API keys; none: no authentication, every caller shares one owner.
+    public var apiKeys = APIKeys([])
 
     public init(baseSLO: [Double], defaultSteps: Int = 50, sloScale: Double = 1) {
         self.baseSLO = baseSLO

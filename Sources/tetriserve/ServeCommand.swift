@@ -92,6 +92,32 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Steps when a request gives no num_inference_steps.")
     var defaultSteps: Int = 50
 
+    @Option(
+        name: .customLong("api-key"),
+        help: """
+            Require 'Authorization: Bearer KEY' on /v1/ routes (repeatable; also TETRISERVE_API_KEYS, comma-separated). \
+            Each key sees only its own jobs and request_ids.
+            """)
+    var apiKeys: [String] = []
+
+    @Option(
+        name: .customLong("result-ttl"),
+        help: "Keep finished results (status and image) this many seconds; later they answer 410.")
+    var resultTTL: Double = 600
+
+    @Option(
+        name: .customLong("result-memory"),
+        help: "Keep finished results within this many MiB, evicting the oldest first (they then answer 410).")
+    var resultMemory: Double = 512
+
+    @Option(
+        name: .customLong("drop-late-after"),
+        help: """
+            Fail a request that is still unfinished this many times its SLO after its deadline (status failed, \
+            error_code deadline_exceeded; 504 on the synchronous endpoint). Default: never.
+            """)
+    var dropLateAfter: Double?
+
     func validate() throws {
         guard ["cpu", "simulated"].contains(engine) else {
             throw UserError("--engine must be cpu or simulated, got '\(engine)'")
@@ -113,6 +139,17 @@ struct ServeCommand: AsyncParsableCommand {
         guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
         guard defaultSteps >= 1 && defaultSteps <= 200 else { throw UserError("--default-steps must be in 1...200") }
         guard planMargin >= 0 && planMargin < 1 else { throw UserError("--plan-margin must be in [0, 1)") }
+        guard resultTTL > 0 && resultTTL <= 30 * 86_400 else {
+            throw UserError("--result-ttl must be in (0, 2592000] seconds, got \(resultTTL)")
+        }
+        guard resultMemory >= 1 && resultMemory <= 1_048_576 else {
+            throw UserError("--result-memory must be in [1, 1048576] MiB, got \(resultMemory)")
+        }
+        if let dropLateAfter {
+            guard dropLateAfter >= 0 && dropLateAfter <= 1000 else {
+                throw UserError("--drop-late-after must be in [0, 1000], got \(dropLateAfter)")
+            }
+        }
     }
 
     /// Measures the classes on the workers: one warm-up and three measured steps per class and
@@ -210,11 +247,19 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,
-            configuration: .init(maxQueue: maxQueue, rejectInfeasible: rejectInfeasible), metrics: ServerMetrics(),
-            logger: logger)
-        let routes = ImageRoutes(
-            loop: loop,
-            configuration: ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale))
+            configuration: .init(
+                maxQueue: maxQueue, rejectInfeasible: rejectInfeasible, resultTTLSeconds: resultTTL,
+                resultMemory: Int(resultMemory * 1_048_576), dropLateAfter: dropLateAfter),
+            metrics: ServerMetrics(), logger: logger)
+        var serving = ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale)
+        serving.apiKeys = APIKeys.from(
+            options: apiKeys, environment: ProcessInfo.processInfo.environment["TETRISERVE_API_KEYS"])
+        if !serving.apiKeys.isEnabled && !APIKeys.isLoopback(host: host) {
+            log(
+                "warning: listening on \(host) without API keys: anyone who can reach this address can submit, "
+                    + "read and cancel jobs (use --api-key or TETRISERVE_API_KEYS)")
+        }
+        let routes = ImageRoutes(loop: loop, configuration: serving)
         let app = Server.application(routes: routes, host: host, port: port, logger: logger) { port in
             print(
                 "tetriserve listening on http://\(host):\(port) (engine \(backend.kind), model \(backend.modelName), "

@@ -11,8 +11,8 @@ import Testing
 @testable import TetriServer
 
 /// The tiny model on two real worker processes, scheduled with a cost model of its classes.
-func makeCPULoop() throws -> RoundLoop {
-    let pool = try WorkerPool(options: try WorkerPool.Options(workers: 2, model: "tiny", seed: 0))
+func makeCPULoop(heapBytes: Int = 256 << 20) throws -> RoundLoop {
+    let pool = try WorkerPool(options: try WorkerPool.Options(workers: 2, model: "tiny", seed: 0, heapBytes: heapBytes))
     // Step times in the proportions the tiny model shows on these CPUs (any positive table
     // schedules correctly; images do not depend on it).
     let profile = Profile(
@@ -95,12 +95,54 @@ func generateReference(prompt: String, size: String, steps: Int, seed: Int) thro
             if let st = await loop.status(s.id), st.status == .running, st.stepsDone >= 1 { break }
             try await Task.sleep(for: .milliseconds(10))
         }
-        let cancelled = await loop.cancel(s.id)
-        #expect(cancelled != nil)
+        guard case .found(let cancelling) = await loop.cancel(s.id) else {
+            Issue.record("the job should be found")
+            return
+        }
+        #expect(cancelling.status == .cancelling)
         let final = await loop.wait(s.id)
         #expect(final?.status == .cancelled)
         #expect((final?.stepsDone ?? 200) < 200)
         #expect(await loop.free == GPUSet(first: 2))
+        await loop.backend.shutdown()
+    }
+
+    @Test func admissionRefusesWhatThePoolsSharedMemoryCannotHold() async throws {
+        // A request heap that holds three 64² requests; 256² needs more than all of it.
+        let probe = try makeCPULoop()
+        let region = probe.backend.memoryCost(width: 64, height: 64)
+        #expect(region > 0 && probe.backend.memoryCapacity == 256 << 20)
+        #expect(probe.backend.memoryCost(width: 256, height: 256) > 3 * region)
+        await probe.backend.shutdown()
+        let loop = try makeCPULoop(heapBytes: 3 * region)
+        var admitted: [JobSnapshot] = []
+        for i in 0..<3 {
+            let job = GenerationJob(prompt: "p\(i)", width: 64, height: 64, steps: 200, seed: UInt64(i))
+            admitted.append(try await loop.submit(job, deadline: 3_600_000_000))
+        }
+        let more = GenerationJob(prompt: "more", width: 64, height: 64, steps: 5, seed: 9)
+        do {
+            _ = try await loop.submit(more, deadline: 3_600_000_000)
+            Issue.record("a fourth 64² request should be refused")
+        } catch {
+            guard case .memoryFull(let capacity, let retry) = error else {
+                Issue.record("refused for the wrong reason: \(error)")
+                return
+            }
+            #expect(capacity == 3 * region && retry >= 1)
+        }
+        let huge = GenerationJob(prompt: "huge", width: 256, height: 256, steps: 5, seed: 9)
+        let hugeBytes = loop.backend.memoryCost(width: 256, height: 256)
+        await #expect(throws: AdmissionError.neverFits(bytes: hugeBytes, capacityBytes: 3 * region)) {
+            try await loop.submit(huge, deadline: 3_600_000_000)
+        }
+        // None of the admitted ones failed; once one is cancelled its memory takes the next.
+        #expect(await admitted.asyncAllSatisfy { await loop.status($0.id)?.status != .failed })
+        _ = await loop.cancel(admitted[0].id)
+        #expect(await loop.wait(admitted[0].id)?.status == .cancelled)
+        let next = try await loop.submit(more, deadline: 3_600_000_000)
+        for s in admitted.dropFirst() { _ = await loop.cancel(s.id) }
+        #expect(await loop.wait(next.id)?.status == .succeeded)
         await loop.backend.shutdown()
     }
 
@@ -133,5 +175,14 @@ func generateReference(prompt: String, size: String, steps: Int, seed: Int) thro
         #expect(backend.pool.pids[victim] != before[victim])
         #expect(loop.metrics.render().contains("tetriserve_device_failures_total 1"))
         await backend.shutdown()
+    }
+}
+
+extension Sequence where Element: Sendable {
+    func asyncAllSatisfy(_ predicate: (Element) async -> Bool) async -> Bool {
+        for e in self {
+            if await !predicate(e) { return false }
+        }
+        return true
     }
 }

@@ -301,7 +301,7 @@ func body(_ object: [String: Any]) -> ByteBuffer {
             try sendAndHangUp(port: port, body: #"{"prompt": "gone", "size": "2048x2048", "slo_ms": 600000}"#)
             var status: JobStatus?
             for _ in 0..<200 {
-                status = await loop.status("job-1")?.status
+                status = await loop.list(limit: 1)?.jobs.first?.status
                 if status == .cancelled { break }
                 try await Task.sleep(for: .milliseconds(10))
             }

@@ -27,32 +27,40 @@ public struct ImageRoutes: Sendable {
     func unixMs(_ t: Micros) -> Double { originUnixMs + Double(t) / 1000 / timeScale }
 
     public func add(to router: Router<BasicRequestContext>) {
+        // First: middleware wraps only the routes added after it.
+        if configuration.apiKeys.isEnabled {
+            router.add(middleware: APIKeyMiddleware<BasicRequestContext>(keys: configuration.apiKeys))
+        }
         router.post("v1/images/generations") { request, _ in try await generate(request) }
         router.post("v1/images/jobs") { request, _ in try await createJob(request) }
-        router.get("v1/images/jobs/:id") { _, context in
+        router.get("v1/images/jobs") { request, _ in try await listJobs(request) }
+        router.get("v1/images/jobs/:id") { request, context in
             let id = try context.parameters.require("id")
-            guard let s = await loop.status(id) else { throw APIError.notFound("no job '\(id)'") }
-            return try jsonResponse(jobJSON(s))
+            return try jsonResponse(jobJSON(try found(await loop.lookup(id, owner: try owner(request)), id)))
         }
-        router.get("v1/images/jobs/:id/content") { _, context in
+        router.get("v1/images/jobs/:id/content") { request, context in
             let id = try context.parameters.require("id")
-            guard let s = await loop.status(id) else { throw APIError.notFound("no job '\(id)'") }
+            let caller = try owner(request)
+            let s = try found(await loop.lookup(id, owner: caller), id)
             switch s.status {
             case .succeeded:
-                guard let png = await loop.image(id) else { throw APIError.notFound("job '\(id)' has no image") }
+                guard let png = await loop.image(id, owner: caller) else { throw APIError.notFound("no job '\(id)'") }
                 return Response(
                     status: .ok, headers: [.contentType: "image/png"], body: .init(byteBuffer: ByteBuffer(bytes: png)))
             case .queued, .running:
                 throw APIError(
                     .conflict, "job '\(id)' is \(s.status.rawValue); its image is not ready", code: "not_ready")
-            case .failed, .cancelled:
+            case .failed, .cancelled, .cancelling:
                 throw APIError(.gone, "job '\(id)' \(s.status.rawValue) and has no image", code: s.status.rawValue)
             }
         }
-        router.delete("v1/images/jobs/:id") { _, context in
+        router.get("v1/images/jobs/:id/events") { request, context in
             let id = try context.parameters.require("id")
-            guard let s = await loop.cancel(id) else { throw APIError.notFound("no job '\(id)'") }
-            return try jsonResponse(jobJSON(s))
+            return eventStream(try found(await loop.events(id, owner: try owner(request)), id))
+        }
+        router.delete("v1/images/jobs/:id") { request, context in
+            let id = try context.parameters.require("id")
+            return try jsonResponse(jobJSON(try found(await loop.cancel(id, owner: try owner(request)), id)))
         }
         router.get("v1/models") { _, _ in
             try jsonResponse([
@@ -104,14 +112,40 @@ public struct ImageRoutes: Sendable {
         return now + configuration.defaultSLO(resolution: res, steps: r.steps)
     }
 
-    func submit(_ r: ImageRequest, index: Int) async throws -> JobSnapshot {
+    func submit(_ r: ImageRequest, index: Int, owner: String) async throws -> (snapshot: JobSnapshot, isNew: Bool) {
         let job = GenerationJob(
             prompt: r.prompt, width: r.width, height: r.height, steps: r.steps, seed: r.seed &+ UInt64(index))
         do {
-            return try await loop.submit(job, deadline: deadline(r), requestID: r.requestID)
+            return try await loop.admit(job, deadline: deadline(r), requestID: r.requestID, owner: owner)
         } catch {
             throw Self.apiError(error)
         }
+    }
+
+    /// The caller's owner name (see ``APIKeys``); `401` without a valid key when keys are on.
+    func owner(_ request: Request) throws -> String {
+        guard let owner = configuration.apiKeys.owner(of: request) else {
+            throw APIError(.unauthorized, "a valid API key is required", code: "invalid_api_key")
+        }
+        return owner
+    }
+
+    /// The value of a lookup, or `404` (unknown, or another key's) / `410` (evicted).
+    func found<T: Sendable>(_ lookup: JobLookup<T>, _ id: String) throws -> T {
+        switch lookup {
+        case .found(let value): return value
+        case .missing: throw APIError.notFound("no job '\(id)'")
+        case .gone(let t): throw Self.goneError(t)
+        }
+    }
+
+    static func goneError(_ t: JobStore.Tombstone) -> APIError {
+        let why =
+            t.reason == .expired
+            ? "it was older than --result-ttl" : "results were over --result-memory, oldest removed first"
+        return APIError(
+            .gone, "job '\(t.id)' \(t.status.rawValue) and its result has been removed (\(why))",
+            code: "result_evicted")
     }
 
     static func apiError(_ e: AdmissionError) -> APIError {
@@ -126,6 +160,16 @@ public struct ImageRoutes: Sendable {
             return APIError(.conflict, e.description, param: "request_id")
         case .infeasible:
             return APIError(.unprocessableContent, e.description, param: "slo_ms", code: "deadline_infeasible")
+        case .memoryFull(_, let retry):
+            var err = APIError(.tooManyRequests, e.description, type: "rate_limit_error", code: "memory_full")
+            err.headers[.retryAfter] = String(retry)
+            return err
+        case .neverFits:
+            return APIError(.serviceUnavailable, e.description, param: "size", type: "server_error", code: "too_large")
+        case .evicted:
+            return APIError(.gone, e.description, param: "request_id", code: "result_evicted")
+        case .startFailed:
+            return APIError(.serviceUnavailable, e.description, type: "server_error", code: "start_failed")
         }
     }
 
@@ -134,33 +178,43 @@ public struct ImageRoutes: Sendable {
     /// response, as watching for that consumes the connection's inbound stream.
     func generate(_ request: Request) async throws -> Response {
         try await request.body.consumeWithCancellationOnInboundClose { body in
+            let caller = try owner(request)
             let r = try parse(try await readBody(body), jobs: false)
             var keys: [String] = []
             do {
-                for i in 0..<r.n { keys.append(try await submit(r, index: i).id) }
+                for i in 0..<r.n { keys.append(try await submit(r, index: i, owner: caller).snapshot.id) }
             } catch {
-                for k in keys { _ = await loop.cancel(k) }
+                for k in keys { _ = await loop.cancel(k, owner: caller) }
                 throw error
             }
             let loop = self.loop
             let ids = keys
-            let snaps = await withTaskCancellationHandler {
-                var out: [JobSnapshot] = []
-                for k in ids { if let s = await loop.wait(k) { out.append(s) } }
+            let results = await withTaskCancellationHandler {
+                var out: [(JobSnapshot, [UInt8]?)] = []
+                for k in ids { if let s = await loop.result(k, owner: caller) { out.append(s) } }
                 return out
             } onCancel: {
                 // The client went away: free its devices at the next step boundary.
-                Task { for k in ids { _ = await loop.cancel(k) } }
+                Task { for k in ids { _ = await loop.cancel(k, owner: caller) } }
             }
+            let snaps = results.map(\.0)
             if let failed = snaps.first(where: { $0.status != .succeeded }) {
+                // The job's own error text is for the operator's log; the client gets its kind.
+                if failed.errorCode == "deadline_exceeded" {
+                    throw APIError(
+                        .gatewayTimeout, failed.error ?? "dropped after its deadline", type: "server_error",
+                        code: "deadline_exceeded")
+                }
                 throw APIError(
-                    .internalServerError, "generation \(failed.status.rawValue): \(failed.error ?? "no reason given")",
-                    type: "server_error")
+                    .internalServerError, "the server failed to generate the image (job \(failed.id))",
+                    type: "server_error", code: "generation_failed")
             }
             var data: [[String: Any]] = []
-            for s in snaps {
-                guard let png = await loop.image(s.id) else {
-                    throw APIError(.internalServerError, "image of \(s.id) is gone", type: "server_error")
+            for (s, png) in results {
+                guard let png else {
+                    throw APIError(
+                        .internalServerError, "the server failed to generate the image (job \(s.id))",
+                        type: "server_error", code: "generation_failed")
                 }
                 var item = timing(s)
                 item["b64_json"] = Data(png).base64EncodedString()
@@ -182,11 +236,60 @@ public struct ImageRoutes: Sendable {
     }
 
     func createJob(_ request: Request) async throws -> Response {
+        let caller = try owner(request)
         let r = try parse(try await readBody(request.body), jobs: true)
-        var known: JobSnapshot?
-        if let rid = r.requestID { known = await loop.statusForRequestID(rid) }
-        let s = try await submit(r, index: 0)
-        return try jsonResponse(jobJSON(s), status: known == nil ? .accepted : .ok)
+        let (s, isNew) = try await submit(r, index: 0, owner: caller)
+        return try jsonResponse(jobJSON(s), status: isNew ? .accepted : .ok)
+    }
+
+    /// `GET /v1/images/jobs?limit=N&after=ID`: the caller's jobs, newest first, paged like
+    /// OpenAI's lists (`data`, `first_id`, `last_id`, `has_more`).
+    func listJobs(_ request: Request) async throws -> Response {
+        let caller = try owner(request)
+        let query = request.uri.queryParameters
+        var limit = 20
+        if let text = query["limit"] {
+            guard let n = Int(text), n >= 1 && n <= 100 else {
+                throw APIError.invalid("limit", "'limit' must be an integer between 1 and 100")
+            }
+            limit = n
+        }
+        let after = query["after"].map(String.init)
+        guard let page = await loop.list(owner: caller, limit: limit, after: after) else {
+            throw APIError.invalid("after", "'after' must be the id of one of your jobs; no job '\(after ?? "")'")
+        }
+        return try jsonResponse([
+            "object": "list", "data": page.jobs.map(jobJSON), "first_id": page.jobs.first?.id ?? NSNull(),
+            "last_id": page.jobs.last?.id ?? NSNull(), "has_more": page.hasMore,
+        ])
+    }
+
+    /// Server-Sent Events: `job` (the state when the stream opened), `step`, `degree`, and last
+    /// `finished` (the job object in its terminal state).
+    func eventStream(_ stream: AsyncStream<JobEvent>) -> Response {
+        let routes = self
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                for await event in stream {
+                    try await writer.write(ByteBuffer(string: try routes.sse(event)))
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    func sse(_ event: JobEvent) throws -> String {
+        let (name, object): (String, [String: Any]) =
+            switch event {
+            case .snapshot(let s): ("job", jobJSON(s))
+            case .step(let done, let total, let degree):
+                ("step", ["steps_done": done, "steps_total": total, "degree": degree ?? NSNull()])
+            case .degree(let seg, let done):
+                ("degree", ["degree": seg.degree, "devices": seg.devices, "start_s": seg.startS, "steps_done": done])
+            case .finished(let s): ("finished", jobJSON(s))
+            }
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return "event: \(name)\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
     }
 
     // MARK: Rendering
@@ -218,6 +321,7 @@ public struct ImageRoutes: Sendable {
         o["estimated_finish"] = s.estimate.map { Int(unixMs($0)) } ?? NSNull()
         o["finished_at"] = s.finish.map { Int(unixMs($0)) } ?? NSNull()
         o["error"] = s.error ?? NSNull()
+        o["error_code"] = s.errorCode ?? NSNull()
         return o
     }
 }
