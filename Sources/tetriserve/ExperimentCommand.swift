@@ -9,8 +9,9 @@ struct ExperimentCommand: ParsableCommand {
         abstract: "Run a named evaluation: a Markdown table on stdout, CSV and SVG plots in --out.",
         discussion: """
             Experiments: slo-sweep (both mixes, SLO scales 1.0–1.5, every policy), rate-sweep (6–18 req/min), \
-            granularity (1, 2, 5, 10, 15), ablation (packing → +placement → +scale-up), homogeneous \
-            (one resolution at a time), sd3 (the SD3-Medium / 4×A40 profile). Each point averages --seeds seeds.
+            granularity (1, 2, 5, 10, 15), ablation (packing, +placement, +scale-up or +mid-round alone, all \
+            with elastic ticks), homogeneous (one resolution at a time), sd3 (the SD3-Medium / 4×A40 profile). \
+            Tables carry the upper bound of the traces (see `tetriserve bound`). Each point averages --seeds seeds.
             """
     )
 
