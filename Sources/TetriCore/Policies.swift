@@ -79,12 +79,16 @@ public enum Policies {
     ///
     /// - Throws: ``PolicyError`` naming the policy for unknown names, unprofiled degrees or
     ///   too few GPUs.
+    /// `sloFloor`, the tightest SLO to serve, caps the round length of the round schedulers
+    /// (``RoundScheduler/Configuration/sloFloor``).
     public static func make(
-        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5, planMargin: Double = 0
+        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5, planMargin: Double = 0,
+        sloFloor: Micros? = nil
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
         if var configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
             configuration.planMargin = planMargin
+            configuration.sloFloor = sloFloor
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         switch name {

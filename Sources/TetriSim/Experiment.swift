@@ -31,12 +31,20 @@ public struct ExperimentRun: Sendable {
         self.configuration = configuration
     }
 
+    /// Whether round schedulers cap their round length by the workload's tightest SLO.
+    public var capRound = true
+
+    /// The tightest SLO of the workload: the smallest base SLO times the scale.
+    public var sloFloor: Micros { .fromSeconds((spec.baseSLO.min() ?? 1) * spec.sloScale) }
+
     /// The scheduler this run uses.
     public func makeScheduler() throws(PolicyError) -> any Scheduler {
-        if let configuration {
+        if var configuration {
+            if capRound { configuration.sloFloor = sloFloor }
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
-        return try Policies.make(policy, model: model, gpus: gpus, granularity: granularity)
+        return try Policies.make(
+            policy, model: model, gpus: gpus, granularity: granularity, sloFloor: capRound ? sloFloor : nil)
     }
 }
 

@@ -72,3 +72,31 @@ import Testing
         #expect(Policies.rsspBestDegrees(model: odd, gpus: 4, baseSLO: [10_000_000]) == [2])
     }
 }
+
+@Suite struct RoundLengthRuleTests {
+    func round(_ floor: Micros?, granularity: Int = 5) throws -> Micros {
+        var c = RoundScheduler.Configuration(name: "tetriserve", granularity: granularity)
+        c.sloFloor = floor
+        return try RoundScheduler(configuration: c, model: flux, gpus: 8).round
+    }
+
+    @Test func aRoundFitsInHalfTheTightestSLO() throws {
+        // FLUX: T_ref = 136.9 ms. A 1.5 s floor allows ⌊750 / 136.9⌋ = 5 ticks: the paper's g = 5.
+        #expect(try round(1_500_000) == 5 * 136_900)
+        #expect(try round(nil) == 5 * 136_900)
+        // Never more than the granularity asks for.
+        #expect(try round(10_000_000) == 5 * 136_900)
+        #expect(try round(10_000_000, granularity: 2) == 2 * 136_900)
+        // A 0.6 s floor: ⌊300 / 136.9⌋ = 2 ticks; below two ticks' worth, one tick.
+        #expect(try round(600_000) == 2 * 136_900)
+        #expect(try round(100_000) == 136_900)
+    }
+
+    @Test func policiesPassTheFloorToRoundSchedulers() throws {
+        let s = try #require(
+            try Policies.make("tetriserve", model: flux, gpus: 8, sloFloor: 600_000) as? RoundScheduler)
+        #expect(s.round == 2 * 136_900)
+        let r = try #require(try Policies.make("rssp-best", model: flux, gpus: 8, sloFloor: 600_000) as? RoundScheduler)
+        #expect(r.round == 2 * 136_900)
+    }
+}
