@@ -64,6 +64,9 @@ public struct ExperimentPoint: Sendable, Equatable {
     /// Seed mean of the upper bound on any schedule's SLO attainment for this run's traces
     /// (``UpperBound``); nil when not computed.
     public var bound: Double?
+    /// Seed mean of the share of requests that no schedule can meet even alone (standalone
+    /// infeasible); nil when the bound was not computed.
+    public var infeasibleShare: Double?
 }
 
 /// A named grid of runs and how to present it.
@@ -107,8 +110,8 @@ public struct ExperimentPlan: Sendable {
     ) throws -> [ExperimentPoint] {
         let jobs = runs.indices.flatMap { r in seeds.map { (run: r, seed: $0) } }
         let results = Mutex([SimulationSummary?](repeating: nil, count: jobs.count))
-        let boundOf = Mutex([Double?](repeating: nil, count: jobs.count))
-        let boundCache = Mutex([String: Double]())
+        let boundOf = Mutex([(sar: Double, infeasible: Double)?](repeating: nil, count: jobs.count))
+        let boundCache = Mutex([String: (sar: Double, infeasible: Double)]())
         let failure = Mutex<(any Error)?>(nil)
         let done = Atomic<Int>(0)
         let runs = self.runs
@@ -126,14 +129,15 @@ public struct ExperimentPlan: Sendable {
                 results.withLock { $0[j] = summary }
                 if bounds {
                     let key = "\(spec) \(run.gpus) \(run.model.name) \(run.model.stepTime)"
-                    let sar: Double
+                    let value: (sar: Double, infeasible: Double)
                     if let cached = boundCache.withLock({ $0[key] }) {
-                        sar = cached
+                        value = cached
                     } else {
-                        sar = try UpperBound.compute(trace: trace, model: run.model, gpus: run.gpus).sar
-                        boundCache.withLock { $0[key] = sar }
+                        let b = try UpperBound.compute(trace: trace, model: run.model, gpus: run.gpus)
+                        value = (b.sar, Double(b.standaloneInfeasible.values.reduce(0, +)) / Double(max(1, b.requests)))
+                        boundCache.withLock { $0[key] = value }
                     }
-                    boundOf.withLock { $0[j] = sar }
+                    boundOf.withLock { $0[j] = value }
                 }
             } catch let e as PolicyError {
                 failure.withLock { $0 = SimulationError.invalidDecision(policy: run.policy, at: 0, "\(e)") }
@@ -157,7 +161,8 @@ public struct ExperimentPlan: Sendable {
                 sarMax: s.map(\.sloAttainment).max()!, latencyMean: s.map(\.latencyS.mean).reduce(0, +) / n,
                 latencyP99: s.map(\.latencyS.p99).reduce(0, +) / n, gpuSeconds: s.map(\.gpuSeconds).reduce(0, +) / n,
                 averageDegree: s.map(\.averageDegree).reduce(0, +) / n,
-                bound: b.count == s.count ? b.reduce(0, +) / n : nil)
+                bound: b.count == s.count ? b.map(\.sar).reduce(0, +) / n : nil,
+                infeasibleShare: b.count == s.count ? b.map(\.infeasible).reduce(0, +) / n : nil)
         }
     }
 }

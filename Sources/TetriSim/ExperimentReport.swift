@@ -68,6 +68,30 @@ public struct ExperimentReport: Sendable {
         return g.isEmpty ? nil : g.map { $0.subject - $0.best }.reduce(0, +) / Double(g.count)
     }
 
+    /// What limits SAR in a panel: the share no schedule can meet alone, the further share the
+    /// bound's capacity constraints remove, and the bound series' distance to the bound.
+    public func limitsSentence(panel: String) -> String? {
+        guard let series = plan.boundSeries else { return nil }
+        var infeasible: [(Double, Double)] = []
+        var capacity: [(Double, Double)] = []
+        var gap: [(Double, Double)] = []
+        for x in xs(in: panel) {
+            guard let p = points.first(where: { $0.panel == panel && $0.x == x && $0.bound != nil }),
+                let b = p.bound, let f = p.infeasibleShare, let q = point(panel, series, x)
+            else { continue }
+            infeasible.append((f, x))
+            capacity.append((max(0, 1 - f - b), x))
+            gap.append((b - q.sar, x))
+        }
+        guard let worstF = infeasible.max(by: { $0.0 < $1.0 }), let worstC = capacity.max(by: { $0.0 < $1.0 }),
+            let worstG = gap.max(by: { $0.0 < $1.0 })
+        else { return nil }
+        func at(_ v: (Double, Double)) -> String { String(format: "%.3f", v.0) + " at \(Self.number(v.1))" }
+        return "What limits SAR here: requests no schedule can meet even alone (up to \(at(worstF))), "
+            + "node capacity (the bound a further up to \(at(worstC)) below that), and the scheduler "
+            + "(\(series) up to \(at(worstG)) below the bound)."
+    }
+
     /// The upper bound at a panel and x (every series there runs the same traces).
     public func bound(_ panel: String, _ x: Double) -> Double? {
         points.first { $0.panel == panel && $0.x == x && $0.bound != nil }?.bound
@@ -141,6 +165,7 @@ public struct ExperimentReport: Sendable {
                         + String(format: "min %.3f, mean %.3f", lo, ratios.reduce(0, +) / Double(ratios.count))
                         + ".")
             }
+            if boundCols, let limits = limitsSentence(panel: panel) { summary.append(limits) }
             if !summary.isEmpty { s += "\n" + summary.joined(separator: " ") + "\n" }
             s += "\n"
         }
