@@ -21,7 +21,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "TetriCore"),
-        .target(name: "TetriSim", dependencies: ["TetriCore"]),
+        .target(name: "TetriSim", dependencies: ["TetriCore", "CGLPK"]),
+        .systemLibrary(name: "CGLPK"),
         .systemLibrary(name: "COpenBLAS"),
         .systemLibrary(name: "CZlib"),
         .target(name: "CShm"),

@@ -1,7 +1,8 @@
 /// The packing stage of the round scheduler: a group (multiple-choice) knapsack. Each group
 /// (request) offers options of some width (GPUs); pick exactly one option per group (width-0
 /// "none" included by the caller) with total width at most the capacity, maximising the number
-/// of surviving options and, among those, minimising the summed cost.
+/// of surviving options and, among those, minimising the summed cost; on equal scores a group
+/// runs rather than waits (the GPUs would otherwise idle).
 ///
 /// `dp[c]` is the best (survivors, −cost) with at most `c` GPUs over the groups seen so far;
 /// each group takes the best option per `c`, with back-pointers to recover the choice.
@@ -52,7 +53,11 @@ public enum GroupKnapsack {
                         let prev = dp[cap - opts[o].width]
                         let value = Score(
                             survivors: prev.survivors + (opts[o].survives ? 1 : 0), cost: prev.cost + opts[o].cost)
-                        if value.isBetter(than: best) {
+                        // On a tie, running beats waiting: equal survivors at equal cost, and
+                        // the GPUs would otherwise idle.
+                        if value.isBetter(than: best)
+                            || (value == best && opts[lo + bestOption].width == 0 && opts[o].width > 0)
+                        {
                             best = value
                             bestOption = o - lo
                         }

@@ -88,3 +88,58 @@ public enum MinimalAllocation {
         return search(steps: steps, budget: budget, time: time, width: width)?.cost
     }
 }
+
+extension MinimalAllocation {
+    /// The least GPU-time (Σ steps × width × time) of running `steps` steps within `budget` over
+    /// **any** mix of the options, nil when even the fastest option misses the budget.
+    ///
+    /// Exact: options that another option beats on both time and GPU-time per step are dropped
+    /// (swapping such steps to the better option keeps every plan feasible and no costlier); the
+    /// step counts of all but the two fastest remaining options are enumerated, and the two
+    /// fastest take the rest in closed form (the fewest steps on the faster one that fit). Tests
+    /// compare it with brute force over every mix.
+    public static func exactCost(steps: Int, budget: Int64, time: [Int64], width: [Int]) -> Int64? {
+        precondition(time.count == width.count)
+        guard steps > 0 else { return 0 }
+        // Non-dominated options, fastest first; GPU-time per step strictly falls as time rises.
+        let order = time.indices.sorted {
+            (time[$0], Int64(width[$0]) * time[$0]) < (time[$1], Int64(width[$1]) * time[$1])
+        }
+        var t: [Int64] = []
+        var c: [Int64] = []
+        for i in order {
+            let ci = Int64(width[i]) * time[i]
+            if let last = c.last, ci >= last { continue }
+            t.append(time[i])
+            c.append(ci)
+        }
+        guard Int64(steps) * t[0] <= budget else { return nil }
+        var best = Int64.max
+        // Two options left: `m` steps in `b` time over options 0 (faster) and 1 (cheaper).
+        func pair(_ m: Int64, _ b: Int64, _ acc: Int64) {
+            if t.count == 1 {
+                if m * t[0] <= b { best = min(best, acc + m * c[0]) }
+                return
+            }
+            let excess = m * t[1] - b
+            let x = excess <= 0 ? 0 : (excess + t[1] - t[0] - 1) / (t[1] - t[0])
+            guard x <= m else { return }
+            best = min(best, acc + x * c[0] + (m - x) * c[1])
+        }
+        // Enumerate options 2... (slower and cheaper per step than 0 and 1).
+        func enumerate(_ k: Int, _ m: Int64, _ b: Int64, _ acc: Int64) {
+            if k < 2 || k >= t.count {
+                pair(m, b, acc)
+                return
+            }
+            var n: Int64 = 0
+            while n <= m && n * t[k] <= b {
+                // The rest must still fit at the fastest option.
+                if (m - n) * t[0] <= b - n * t[k] { enumerate(k + 1, m - n, b - n * t[k], acc + n * c[k]) }
+                n += 1
+            }
+        }
+        enumerate(2, Int64(steps), budget, 0)
+        return best == Int64.max ? nil : best
+    }
+}

@@ -140,13 +140,15 @@ extension RoundScheduler {
                         ? planCost(c, s, budget: planBudget(r.deadline - tNext)) : 0))
             var onTime = noneSurvives
             for o in c.widths.indices where c.widths[o] <= capacity {
-                let q = min(s, Int(window / c.stepTime[o]))
+                // The hand-off placement will charge when the request cannot stay on its GPUs.
+                let h = handoffCharged(r, width: c.widths[o], free: view.free)
+                let q = min(s, Int(max(0, window - h) / c.stepTime[o]))
                 guard q >= 1 else { continue }
                 let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * c.stepTime[o] : 0
                 let survives: Bool
                 var cost = spent
                 if q == s {
-                    survives = now + Micros(q) * c.stepTime[o] <= r.deadline
+                    survives = now + h + Micros(q) * c.stepTime[o] <= r.deadline
                 } else {
                     survives = tNext + minFinish(c, s - q) <= r.deadline
                     if survives && configuration.priceFuture {
@@ -167,6 +169,14 @@ extension RoundScheduler {
         optionStart.append(options.count)
 
         return RoundProblem(options: options, groupStart: optionStart, items: items, late: late)
+    }
+
+    /// The hand-off a block of `width` GPUs will pay: none for a request's first block, or when
+    /// placement preservation can keep it on its previous GPUs (all free, same count).
+    func handoffCharged(_ r: RequestView, width: Int, free: GPUSet) -> Micros {
+        if handoff == 0 || r.lastGPUs.isEmpty { return 0 }
+        if configuration.placement && r.lastGPUs.count == width && r.lastGPUs.isSubset(of: free) { return 0 }
+        return handoff
     }
 
     /// The largest allowed degree that fits `capacity`, ignoring the round length.

@@ -53,6 +53,11 @@ public struct RoundScheduler: Scheduler {
         /// A fixed degree per resolution class (index order of the cost model), or nil for free
         /// choice among the profiled degrees.
         public var fixedDegrees: [Int]?
+        /// The tightest SLO the scheduler serves. When set, a round holds at most
+        /// `⌊sloFloor / 2 / T_ref⌋` ticks (at least one, at most `granularity`): a request of the
+        /// tightest class that arrives just after a boundary can wait out the round and still
+        /// have half its SLO left. Nil keeps `granularity` ticks.
+        public var sloFloor: Micros?
 
         public init(
             name: String, granularity: Int = 5, placement: Bool = true, scaleUp: Bool = true, midRound: Bool = true,
@@ -116,7 +121,7 @@ public struct RoundScheduler: Scheduler {
             let fastest = allowed[r].map { model.stepTime[r][$0] }.min()!
             tRef = max(tRef, fastest)
         }
-        let round = tRef * Micros(configuration.granularity)
+        let round = tRef * Micros(Self.ticksPerRound(configuration, tick: tRef))
         var classes: [ClassTable] = []
         for r in model.resolutions.indices {
             var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [])
@@ -137,6 +142,12 @@ public struct RoundScheduler: Scheduler {
         self.gpus = gpus
         self.handoff = model.handoff
         self.classes = classes
+    }
+
+    /// Ticks per round: `granularity`, capped by half the SLO floor when one is set.
+    public static func ticksPerRound(_ configuration: Configuration, tick: Micros) -> Int {
+        guard let floor = configuration.sloFloor else { return configuration.granularity }
+        return max(1, min(configuration.granularity, Int(floor / 2 / max(1, tick))))
     }
 
     // MARK: Estimates

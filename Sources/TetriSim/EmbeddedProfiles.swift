@@ -47,6 +47,57 @@ public enum EmbeddedProfiles {
 }
 
 """##,
+        "flux1-dev-h100x8-measured": ##"""
+{
+ "name": "flux1-dev-h100x8-measured",
+ "description": "FLUX.1-dev shape (11.83B parameters: 19 double- and 38 single-stream blocks, hidden 3072, 512 text tokens), random bf16 weights, one denoising step. Compute measured on one H100 80GB HBM3 (PyTorch 2.11, SDPA, CUDA graph replay, median of 5): one GPU's share under Ulysses degree k (linear layers on L/k tokens, attention on 24/k heads over all L tokens). Plus a modelled NVLink all-to-all (2 per block, 25 us each + 4 tensors of (k-1)/k*(L/k)*3072*2 bytes at 350 GB/s), not measured.",
+ "gpus": 8,
+ "degrees": [
+  1,
+  2,
+  4,
+  8
+ ],
+ "resolutions": {
+  "256x256": {
+   "latent_tokens": 256,
+   "step_ms": {
+    "1": 32.9,
+    "2": 26.5,
+    "4": 22.8,
+    "8": 21.1
+   }
+  },
+  "512x512": {
+   "latent_tokens": 1024,
+   "step_ms": {
+    "1": 57.4,
+    "2": 38.9,
+    "4": 27.4,
+    "8": 23.4
+   }
+  },
+  "1024x1024": {
+   "latent_tokens": 4096,
+   "step_ms": {
+    "1": 180.7,
+    "2": 104.5,
+    "4": 57.8,
+    "8": 35.9
+   }
+  },
+  "2048x2048": {
+   "latent_tokens": 16384,
+   "step_ms": {
+    "1": 886.3,
+    "2": 476.1,
+    "4": 238.4,
+    "8": 124.1
+   }
+  }
+ }
+}
+"""##,
         "flux1-dev-h100x8": ##"""
 {
   "name": "flux1-dev-h100x8",

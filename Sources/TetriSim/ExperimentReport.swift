@@ -61,6 +61,51 @@ public struct ExperimentReport: Sendable {
         return g.isEmpty ? nil : g.reduce(0, +) / Double(g.count)
     }
 
+    /// Mean absolute SAR difference between the subject and the best baseline in a panel (every
+    /// point, in SAR units).
+    public func meanAbsoluteGain(panel: String) -> Double? {
+        let g = gains().filter { $0.panel == panel }
+        return g.isEmpty ? nil : g.map { $0.subject - $0.best }.reduce(0, +) / Double(g.count)
+    }
+
+    /// What limits SAR in a panel: the share no schedule can meet alone, the further share the
+    /// bound's capacity constraints remove, and the bound series' distance to the bound.
+    public func limitsSentence(panel: String) -> String? {
+        guard let series = plan.boundSeries else { return nil }
+        var infeasible: [(Double, Double)] = []
+        var capacity: [(Double, Double)] = []
+        var gap: [(Double, Double)] = []
+        for x in xs(in: panel) {
+            guard let p = points.first(where: { $0.panel == panel && $0.x == x && $0.bound != nil }),
+                let b = p.bound, let f = p.infeasibleShare, let q = point(panel, series, x)
+            else { continue }
+            infeasible.append((f, x))
+            capacity.append((max(0, 1 - f - b), x))
+            gap.append((b - q.sar, x))
+        }
+        guard let worstF = infeasible.max(by: { $0.0 < $1.0 }), let worstC = capacity.max(by: { $0.0 < $1.0 }),
+            let worstG = gap.max(by: { $0.0 < $1.0 })
+        else { return nil }
+        func at(_ v: (Double, Double)) -> String { String(format: "%.3f", v.0) + " at \(Self.number(v.1))" }
+        return "What limits SAR here: requests no schedule can meet even alone (up to \(at(worstF))), "
+            + "node capacity (the bound a further up to \(at(worstC)) below that), and the scheduler "
+            + "(\(series) up to \(at(worstG)) below the bound)."
+    }
+
+    /// The upper bound at a panel and x (every series there runs the same traces).
+    public func bound(_ panel: String, _ x: Double) -> Double? {
+        points.first { $0.panel == panel && $0.x == x && $0.bound != nil }?.bound
+    }
+
+    /// The bound series' SAR over the bound at every point of a panel (points with a positive bound).
+    public func boundRatios(panel: String) -> [Double] {
+        guard let series = plan.boundSeries else { return [] }
+        return xs(in: panel).compactMap { x in
+            guard let b = bound(panel, x), b > 0, let p = point(panel, series, x) else { return nil }
+            return p.sar / b
+        }
+    }
+
     public var markdown: String {
         var s = "## \(plan.title)\n\n"
         s += "Mean over \(seeds) seed\(seeds == 1 ? "" : "s"); each cell is SLO attainment (mean latency s).\n\n"
@@ -68,8 +113,14 @@ public struct ExperimentReport: Sendable {
             let names = series(in: panel)
             s += "### \(panel)\n\n| \(plan.xName) | " + names.joined(separator: " | ") + " |"
             let gainCol = plan.subject != nil && !plan.baselines.isEmpty
+            let boundCols =
+                plan.boundSeries.map { b in names.contains(b) && bound(panel, xs(in: panel)[0]) != nil }
+                ?? false
+            if boundCols { s += " bound | \(plan.boundSeries!) / bound |" }
             if gainCol { s += " gain vs best fixed |" }
-            s += "\n|---|" + String(repeating: "---|", count: names.count + (gainCol ? 1 : 0)) + "\n"
+            s +=
+                "\n|---|" + String(repeating: "---|", count: names.count + (gainCol ? 1 : 0) + (boundCols ? 2 : 0))
+                + "\n"
             let gains = self.gains()
             for x in xs(in: panel) {
                 s += "| \(Self.number(x)) |"
@@ -82,6 +133,13 @@ public struct ExperimentReport: Sendable {
                     let cell = String(format: "%.3f (%.2f)", p.sar, p.latencyMean)
                     s += p.sar == best ? " **\(cell)** |" : " \(cell) |"
                 }
+                if boundCols {
+                    if let b = bound(panel, x), let p = point(panel, plan.boundSeries!, x) {
+                        s += String(format: " %.3f |", b) + (b > 0 ? String(format: " %.3f |", p.sar / b) : " n/a |")
+                    } else {
+                        s += " – | – |"
+                    }
+                }
                 if gainCol {
                     if let g = gains.first(where: { $0.panel == panel && $0.x == x }) {
                         s +=
@@ -93,10 +151,22 @@ public struct ExperimentReport: Sendable {
                 }
                 s += "\n"
             }
-            if let m = meanGain(panel: panel) {
-                s += "\nMean relative gain of \(plan.subject!) over the best fixed policy: "
-                s += String(format: "%+.1f%%", m * 100) + "\n"
+            var summary: [String] = []
+            if let m = meanGain(panel: panel), let a = meanAbsoluteGain(panel: panel) {
+                summary.append(
+                    "Gain of \(plan.subject!) over the best fixed policy at each point: mean relative "
+                        + String(format: "%+.1f%%", m * 100) + ", mean absolute " + String(format: "%+.3f", a)
+                        + " SAR.")
             }
+            let ratios = boundRatios(panel: panel)
+            if boundCols, let lo = ratios.min() {
+                summary.append(
+                    "\(plan.boundSeries!) / bound: "
+                        + String(format: "min %.3f, mean %.3f", lo, ratios.reduce(0, +) / Double(ratios.count))
+                        + ".")
+            }
+            if boundCols, let limits = limitsSentence(panel: panel) { summary.append(limits) }
+            if !summary.isEmpty { s += "\n" + summary.joined(separator: " ") + "\n" }
             s += "\n"
         }
         for n in plan.notes { s += "- \(n)\n" }
@@ -105,12 +175,14 @@ public struct ExperimentReport: Sendable {
 
     public var csv: String {
         var s = "panel,series,\(plan.xName.replacingOccurrences(of: " ", with: "_")),seeds,sar_mean,sar_min,sar_max,"
-        s += "latency_mean_s,latency_p99_s,gpu_seconds,average_degree\n"
+        s += "latency_mean_s,latency_p99_s,gpu_seconds,average_degree,bound\n"
         for p in points {
             s += "\(p.panel),\(p.series),\(Self.number(p.x)),\(p.seeds),"
             s += String(
-                format: "%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.3f\n", p.sar, p.sarMin, p.sarMax, p.latencyMean, p.latencyP99,
+                format: "%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.3f,", p.sar, p.sarMin, p.sarMax, p.latencyMean, p.latencyP99,
                 p.gpuSeconds, p.averageDegree)
+            s += p.bound.map { String(format: "%.4f", $0) } ?? ""
+            s += "\n"
         }
         return s
     }

@@ -29,7 +29,8 @@ public struct CompletionRecord: Sendable, Equatable {
     /// Σ degree × steps over the request's blocks divided by its steps.
     public var meanDegree: Double
 
-    public var met: Bool { finish <= deadline }
+    /// Finished by the deadline; a request that never finished (`finish` < arrival) is not met.
+    public var met: Bool { finish >= arrival && finish <= deadline }
     public var latency: Micros { finish - arrival }
 }
 

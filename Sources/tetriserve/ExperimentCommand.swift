@@ -9,15 +9,16 @@ struct ExperimentCommand: ParsableCommand {
         abstract: "Run a named evaluation: a Markdown table on stdout, CSV and SVG plots in --out.",
         discussion: "Experiments: "
             + ExperimentCatalog.names.map { "\($0) (\(ExperimentCommand.summaries[$0] ?? "see docs/results.md"))" }
-            .joined(separator: "; ") + ". Each point averages --seeds seeds."
+            .joined(separator: "; ")
+            + ". Tables carry the upper bound of the traces (see `tetriserve bound`). Each point averages --seeds seeds."
     )
 
     /// One line per experiment for `--help`.
     static let summaries: [String: String] = [
         "slo-sweep": "both mixes, SLO scales 1.0–1.5, every compared policy",
         "rate-sweep": "arrival rates 6–18 req/min at the first --slo-scales value",
-        "granularity": "round granularity 1, 2, 5, 10, 15",
-        "ablation": "packing → +placement → +scale-up",
+        "granularity": "round granularity 1, 2, 5, 10, 15, one panel per mix and SLO scale",
+        "ablation": "packing, +placement, +scale-up or +mid-round alone, all with elastic ticks",
         "mechanisms":
             "the paper's round loop read literally (tetriserve-literal), then each change of this implementation "
             + "one at a time, ending at tetriserve",

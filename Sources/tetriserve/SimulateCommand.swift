@@ -24,8 +24,16 @@ struct SimulateCommand: ParsableCommand {
 
     @Option(
         parsing: .unconditional,
-        help: "Step granularity of the round schedulers: steps per round of the slowest class at its fastest degree.")
+        help: """
+            Step granularity of the round schedulers: ticks (steps of the slowest class at its fastest degree) per \
+            round, capped at half the trace's tightest SLO.
+            """)
     var granularity: Int = 5
+
+    @Flag(
+        name: .customLong("uncapped-round"),
+        help: "Keep granularity ticks per round even when a round exceeds half the trace's tightest SLO.")
+    var uncappedRound = false
 
     @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,
@@ -49,7 +57,10 @@ struct SimulateCommand: ParsableCommand {
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
             throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
         }
-        var scheduler = try userFacing { try Policies.make(policy, model: model, gpus: gpus, granularity: granularity) }
+        let floor = uncappedRound ? nil : trace.requests.map(\.slo).min()
+        var scheduler = try userFacing {
+            try Policies.make(policy, model: model, gpus: gpus, granularity: granularity, sloFloor: floor)
+        }
         let outcome = try userFacing {
             try Simulator.run(trace: trace, model: model, gpus: gpus, scheduler: &scheduler, recordBlocks: log != nil)
         }

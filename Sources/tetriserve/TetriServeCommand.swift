@@ -12,6 +12,7 @@ struct TetriServeCommand: AsyncParsableCommand {
         subcommands: [
             WorkloadCommand.self,
             SimulateCommand.self,
+            BoundCommand.self,
             ExperimentCommand.self,
             BenchCommand.self,
             ServeCommand.self,

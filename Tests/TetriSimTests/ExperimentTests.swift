@@ -60,4 +60,43 @@ import Testing
         #expect(report.svg(panel: "uniform").hasPrefix("<svg"))
         #expect(report.markdown.contains("| SLO scale | tetriserve | sp1 | sp2 | sp4 | sp8 | rssp |"))
     }
+
+    @Test func tablesCarryTheBoundAndNameWhatEachAblationRowTurnsOn() throws {
+        let m = try model()
+        var s = ExperimentCatalog.Settings(model: m, gpus: 8)
+        s.count = 30
+        s.sloScales = [1.0, 1.5]
+        let sweep = try #require(ExperimentCatalog.plan("slo-sweep", settings: s))
+        #expect(sweep.baselines.contains("rssp-best"))
+        let points = try sweep.execute(seeds: [1])
+        let report = ExperimentReport(plan: sweep, points: points, seeds: 1)
+        // Each point's bound is the bound of its trace, and no policy beats it.
+        for p in points {
+            var spec = try #require(sweep.runs.first { $0.panel == p.panel && $0.x == p.x }).spec
+            spec.seed = 1
+            let b = try UpperBound.compute(trace: spec.generate(), model: m, gpus: 8)
+            #expect(p.bound == b.sar)
+            #expect(p.sar <= b.sar)
+        }
+        #expect(report.markdown.contains("| bound | tetriserve / bound | gain vs best fixed |"))
+        #expect(report.markdown.contains("mean absolute"))
+        #expect(report.markdown.contains("What limits SAR here"))
+        // 2048² needs scale 1.369 on FLUX: the table says so for 1.0 and not for 1.5.
+        #expect(sweep.notes.contains { $0.contains("2048x2048 request at SLO scale 1:") })
+
+        let ablation = try #require(ExperimentCatalog.plan("ablation", settings: s))
+        #expect(
+            ablation.runs.map(\.series).uniqued() == [
+                "packing (tetriserve-dp)", "+placement (tetriserve-placement)", "+placement +scale-up",
+                "+placement +mid-round", "+scale-up +mid-round +elastic ticks (tetriserve)",
+            ])
+        #expect(ablation.notes.contains { $0.contains("uniform 1×: 0.54 / 0.56 / 0.63") })
+        // The ladder's ends are the named policies.
+        var first = ExperimentCatalog.ablationLadder(granularity: 5)[0]
+        first.name = "tetriserve-dp"
+        #expect(first == Policies.roundConfiguration("tetriserve-dp", model: m, gpus: 8))
+        var last = ExperimentCatalog.ablationLadder(granularity: 5).last!
+        last.name = "tetriserve"
+        #expect(last == Policies.roundConfiguration("tetriserve", model: m, gpus: 8))
+    }
 }

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import TetriCore
+import TetriSim
+
+struct BoundCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bound",
+        abstract: "An upper bound on the SLO attainment any schedule can reach on a trace.",
+        discussion: """
+            Counts the requests that can meet their deadline alone at the fastest degree, then maximises the \
+            number met subject to interval capacity: the requests met inside any interval need their minimal \
+            GPU-time (exact over every degree mix) within GPUs × interval length. An integer program solved \
+            with GLPK; see docs/scheduler.md for why each constraint holds. Prints `upper_bound_sar=<x>` last.
+            """
+    )
+
+    @Option(help: "Trace CSV (id,arrival_s,width,height,steps,slo_s).")
+    var trace: String
+
+    @Option(help: "Cost profile: \(Defaults.profileForms).")
+    var profile: String = Defaults.profile
+
+    @Option(parsing: .unconditional, help: "GPUs on the node (default: the profile's).")
+    var gpus: Int?
+
+    @Option(help: "Write the bound as JSON here.")
+    var json: String?
+
+    func run() throws {
+        let model = try userFacing { try ProfileFile.load(profile) }
+        guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
+            throw UserError("cannot read trace '\(trace)'")
+        }
+        let trace = try userFacing { try Trace(csv: text) }
+        let gpus = self.gpus ?? model.gpus
+        guard gpus >= 1 && gpus <= GPUSet.capacity else {
+            throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
+        }
+        let bound = try userFacing { try UpperBound.compute(trace: trace, model: model, gpus: gpus) }
+        print(bound.text)
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try encoder.encode(bound.report(profile: model.name, gpus: gpus))
+            try userFacing { try writeFile(String(decoding: data, as: UTF8.self) + "\n", to: json) }
+        }
+    }
+}
