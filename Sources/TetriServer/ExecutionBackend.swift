@@ -71,4 +71,10 @@ public protocol ExecutionBackend: Sendable {
     func release(handle: Int) async
     /// Stops the devices.
     func shutdown() async
+    /// Devices that cannot take work now (being replaced after a failure, or down).
+    var unavailableDevices: Int { get }
+}
+
+extension ExecutionBackend {
+    public var unavailableDevices: Int { 0 }
 }

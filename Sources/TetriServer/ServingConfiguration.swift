@@ -12,6 +12,8 @@ public struct ServingConfiguration: Sendable {
     public var maxBodyBytes: Int = 64 * 1024
     /// Largest `n`.
     public var maxImages: Int = 4
+    /// Longest time a request body may take to arrive in full (408 after it).
+    public var bodyTimeout: Duration = .seconds(30)
 
     public init(baseSLO: [Double], defaultSteps: Int = 50, sloScale: Double = 1) {
         self.baseSLO = baseSLO

@@ -75,19 +75,81 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("default-steps"), help: "Steps when a request gives no num_inference_steps.")
     var defaultSteps: Int = 50
 
+    @Option(
+        name: .customLong("step-timeout"),
+        help: """
+            CPU engine: seconds a worker may take for one step before it is treated as hung, killed and \
+            replaced (the request continues elsewhere). Default: 5x the profiled step time plus 3 s.
+            """)
+    var stepTimeout: Double?
+
+    @Option(
+        name: .customLong("idle-timeout"),
+        help: "Seconds a connection may send nothing (unfinished headers or body, idle keep-alive) before it is closed."
+    )
+    var idleTimeout: Double = 60
+
+    @Option(name: .customLong("body-timeout"), help: "Seconds a request body may take to arrive in full (408 after).")
+    var bodyTimeout: Double = 30
+
+    @Option(name: .customLong("max-connections"), help: "Connections served at once; more wait in the backlog.")
+    var maxConnections: Int = 256
+
+    @Option(
+        name: .customLong("drain-timeout"),
+        help: "On SIGTERM/SIGINT, seconds to wait for admitted jobs (status and content stay readable) before exiting.")
+    var drainTimeout: Double = 600
+
+    @Option(
+        name: .customLong("allowed-host"),
+        help: """
+            A Host name requests may use besides loopback names (repeatable). With a loopback --host only \
+            loopback names are accepted otherwise (a guard against DNS rebinding).
+            """)
+    var allowedHosts: [String] = []
+
+    @Option(
+        name: .customLong("log-level"),
+        help:
+            "Log level on stderr: trace, debug, info (one line per request and lifecycle event), notice, warning, error, critical."
+    )
+    var logLevel: String = "info"
+
     func validate() throws {
         guard ["cpu", "simulated"].contains(engine) else {
             throw UserError("--engine must be cpu or simulated, got '\(engine)'")
         }
         guard port >= 0 && port < 65536 else { throw UserError("--port must be in 0...65535, got \(port)") }
-        guard timeScale > 0 && timeScale.isFinite else { throw UserError("--time-scale must be > 0") }
+        guard timeScale > 0 && timeScale <= ServingClock.maxTimeScale else {
+            throw UserError("--time-scale must be in (0, \(Int(ServingClock.maxTimeScale))], got \(timeScale)")
+        }
         if engine == "cpu" {
             // Options of the simulated engine would otherwise be accepted and ignored.
             guard timeScale == 1 else { throw UserError("--time-scale applies to --engine simulated only") }
             guard gpus == nil else { throw UserError("--gpus applies to --engine simulated; use --workers") }
         }
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
-        guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
+        guard sloScale > 0 && sloScale <= 1000 else {
+            throw UserError("--slo-scale must be in (0, 1000], got \(sloScale)")
+        }
+        if let stepTimeout {
+            guard stepTimeout > 0 && stepTimeout <= 86_400 else {
+                throw UserError("--step-timeout must be in (0, 86400] seconds, got \(stepTimeout)")
+            }
+        }
+        for (name, value) in [
+            ("--idle-timeout", idleTimeout), ("--body-timeout", bodyTimeout), ("--drain-timeout", drainTimeout),
+        ] {
+            guard value > 0 && value <= 86_400 else {
+                throw UserError("\(name) must be in (0, 86400] seconds, got \(value)")
+            }
+        }
+        guard maxConnections >= 1 else { throw UserError("--max-connections must be >= 1, got \(maxConnections)") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw UserError(
+                "--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'"
+            )
+        }
         guard defaultSteps >= 1 && defaultSteps <= 200 else { throw UserError("--default-steps must be in 1...200") }
         guard planMargin >= 0 && planMargin < 1 else { throw UserError("--plan-margin must be in [0, 1)") }
     }
@@ -109,8 +171,14 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         var logger = Logger(label: "tetriserve")
-        logger.logLevel = .info
+        logger.logLevel = level
         let clock = ServingClock(timeScale: timeScale)
         let backend: any ExecutionBackend
         let base: [Double]
@@ -142,7 +210,7 @@ struct ServeCommand: AsyncParsableCommand {
             } else {
                 costModel = try startupProfile(pool)
             }
-            backend = CPUBackend(pool: pool, costModel: costModel)
+            backend = CPUBackend(pool: pool, costModel: costModel, stepTimeout: stepTimeout)
             base = ServingConfiguration.profileSLOs(costModel)
         }
         let scheduler = try userFacing {
@@ -154,14 +222,28 @@ struct ServeCommand: AsyncParsableCommand {
             backend: backend, scheduler: scheduler, clock: clock,
             configuration: .init(maxQueue: maxQueue, rejectInfeasible: rejectInfeasible), metrics: ServerMetrics(),
             logger: logger)
-        let routes = ImageRoutes(
-            loop: loop,
-            configuration: ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale))
-        let app = Server.application(routes: routes, host: host, port: port, logger: logger) { port in
-            print(
+        var serving = ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale)
+        serving.bodyTimeout = .seconds(bodyTimeout)
+        let routes = ImageRoutes(loop: loop, configuration: serving)
+        var options = HTTPOptions()
+        options.idleTimeout = .seconds(idleTimeout)
+        options.maxConnections = maxConnections
+        options.drainTimeout = .seconds(drainTimeout)
+        options.allowedHosts = allowedHosts
+        let startLogger = logger
+        let app = Server.application(
+            routes: routes, host: host, port: port, logger: logger, options: options, drainOnShutdown: false
+        ) { port in
+            // Written straight to the file descriptor: scripts read this line to learn the port,
+            // and print() would leave it in stdout's buffer when stdout is a pipe.
+            let line =
                 "tetriserve listening on http://\(host):\(port) (engine \(backend.kind), model \(backend.modelName), "
-                    + "\(backend.devices) devices, policy \(policy))")
+                + "\(backend.devices) devices, policy \(policy))\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+            startLogger.info(
+                "started", metadata: ["port": "\(port)", "engine": "\(backend.kind)", "devices": "\(backend.devices)"])
         }
-        try await app.runService()
+        try await Server.service(app, routes: routes, options: options, logger: logger).run()
+        logger.info("exit")
     }
 }
