@@ -18,8 +18,10 @@ public final class CPUBackend: ExecutionBackend {
     public let fixedStepTimeout: Double?
     /// The derived timeout: this many times the profiled step time, plus ``stepTimeoutFloor``.
     public static let stepTimeoutFactor = 5.0
-    /// Seconds added to every derived step timeout (start-up of a replaced worker, load spikes).
-    public static let stepTimeoutFloor = 3.0
+    /// Seconds added to every derived step timeout: wide, so that a heavily loaded host (a 60 ms
+    /// step was seen taking several seconds at load average 19 on 2 cores) is not taken for hung
+    /// workers.
+    public static let stepTimeoutFloor = 30.0
     public var devices: Int { pool.workerCount }
     public var kind: String { "cpu" }
     public var modelName: String { "tetriserve-\(pool.config.name)" }

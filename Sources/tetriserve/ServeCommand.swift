@@ -79,7 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
         name: .customLong("step-timeout"),
         help: """
             CPU engine: seconds a worker may take for one step before it is treated as hung, killed and \
-            replaced (the request continues elsewhere). Default: 5x the profiled step time plus 3 s.
+            replaced (the request continues elsewhere). Default: 5x the profiled step time plus 30 s.
             """)
     var stepTimeout: Double?
 
