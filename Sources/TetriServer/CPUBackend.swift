@@ -8,9 +8,20 @@ import TetriCore
 /// ``WorkerPool``. A request's latent lives in the pool's shared memory, so consecutive blocks
 /// may run on any groups; a worker that dies mid-block is replaced by the pool and the request
 /// continues from its last completed step.
+///
+/// A watchdog treats a worker that has not finished a step within ``stepTimeout(resolution:degree:)``
+/// as a failed device: it is killed and replaced, and the request continues elsewhere the same way.
 public final class CPUBackend: ExecutionBackend {
     public let pool: WorkerPool
     public let costModel: CostModel
+    /// A fixed step timeout in seconds; nil derives one from the cost model.
+    public let fixedStepTimeout: Double?
+    /// The derived timeout: this many times the profiled step time, plus ``stepTimeoutFloor``.
+    public static let stepTimeoutFactor = 5.0
+    /// Seconds added to every derived step timeout: wide, so that a heavily loaded host (a 60 ms
+    /// step was seen taking several seconds at load average 19 on 2 cores) is not taken for hung
+    /// workers.
+    public static let stepTimeoutFloor = 30.0
     public var devices: Int { pool.workerCount }
     public var kind: String { "cpu" }
     public var modelName: String { "tetriserve-\(pool.config.name)" }
@@ -18,9 +29,21 @@ public final class CPUBackend: ExecutionBackend {
     /// Blocks run on threads of their own: a pool call blocks its caller for the whole block.
     private let queue = DispatchQueue(label: "tetriserve.cpu-backend", attributes: .concurrent)
 
-    public init(pool: WorkerPool, costModel: CostModel) {
+    public init(pool: WorkerPool, costModel: CostModel, stepTimeout: Double? = nil) {
         self.pool = pool
         self.costModel = costModel
+        self.fixedStepTimeout = stepTimeout
+    }
+
+    public var unavailableDevices: Int { pool.unavailableWorkers }
+
+    /// Seconds a worker may take for one step of class `resolution` at `degree` before the
+    /// watchdog treats it as hung.
+    public func stepTimeout(resolution: Int, degree: Int) -> Double {
+        if let fixedStepTimeout { return fixedStepTimeout }
+        let known = costModel.degrees.filter { $0 <= degree }.max() ?? costModel.degrees[0]
+        let expected = costModel.stepTime(resolution: resolution, degree: known).seconds
+        return Self.stepTimeoutFactor * expected + Self.stepTimeoutFloor
     }
 
     public func validate(width: Int, height: Int) -> String? {
@@ -78,12 +101,14 @@ public final class CPUBackend: ExecutionBackend {
         }
         let stop = Atomic<Bool>(false)
         let pool = self.pool
+        let timeout = stepTimeout(
+            resolution: costClass(width: job.request.width, height: job.request.height) ?? 0, degree: devices.count)
         let outcome: Result<Void, any Error> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 queue.async {
                     do {
                         // Asked before each step: report the steps done so far, then whether to stop.
-                        try pool.run(job, steps: steps, on: devices) {
+                        try pool.run(job, steps: steps, on: devices, stepTimeout: timeout) {
                             if job.stepsDone > from { progress(job.stepsDone - from) }
                             return stop.load(ordering: .relaxed)
                         }

@@ -76,11 +76,14 @@ public protocol ExecutionBackend: Sendable {
     func memoryCost(width: Int, height: Int) -> Int
     /// Bytes of request memory for all jobs together; nil when not limited.
     var memoryCapacity: Int? { get }
+    /// Devices that cannot take work now (being replaced after a failure, or down).
+    var unavailableDevices: Int { get }
 }
 
 extension ExecutionBackend {
     public func memoryCost(width: Int, height: Int) -> Int { 0 }
     public var memoryCapacity: Int? { nil }
+    public var unavailableDevices: Int { 0 }
 }
 
 /// `begin` found no room for the request in the backend's request memory (it may fit later).

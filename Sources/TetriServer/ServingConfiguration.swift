@@ -14,6 +14,8 @@ public struct ServingConfiguration: Sendable {
     public var maxImages: Int = 4
     /// API keys; none: no authentication, every caller shares one owner.
     public var apiKeys = APIKeys([])
+    /// Longest time a request body may take to arrive in full (408 after it).
+    public var bodyTimeout: Duration = .seconds(30)
 
     public init(baseSLO: [Double], defaultSteps: Int = 50, sloScale: Double = 1) {
         self.baseSLO = baseSLO

@@ -93,7 +93,7 @@ struct ServeCommand: AsyncParsableCommand {
     var defaultSteps: Int = 50
 
     @Option(
-        name: .customLong("api-key"),
+        name: .customLong("api-key"), parsing: .unconditional,
         help: """
             Require 'Authorization: Bearer KEY' on /v1/ routes (repeatable; also TETRISERVE_API_KEYS, comma-separated). \
             Each key sees only its own jobs and request_ids.
@@ -106,17 +106,61 @@ struct ServeCommand: AsyncParsableCommand {
     var resultTTL: Double = 600
 
     @Option(
-        name: .customLong("result-memory"),
+        name: .customLong("result-memory"), parsing: .unconditional,
         help: "Keep finished results within this many MiB, evicting the oldest first (they then answer 410).")
     var resultMemory: Double = 512
 
     @Option(
-        name: .customLong("drop-late-after"),
+        name: .customLong("drop-late-after"), parsing: .unconditional,
         help: """
             Fail a request that is still unfinished this many times its SLO after its deadline (status failed, \
             error_code deadline_exceeded; 504 on the synchronous endpoint). Default: never.
             """)
     var dropLateAfter: Double?
+
+    @Option(
+        name: .customLong("step-timeout"), parsing: .unconditional,
+        help: """
+            CPU engine: seconds a worker may take for one step before it is treated as hung, killed and \
+            replaced (the request continues elsewhere). Default: 5x the profiled step time plus 30 s.
+            """)
+    var stepTimeout: Double?
+
+    @Option(
+        name: .customLong("idle-timeout"), parsing: .unconditional,
+        help: "Seconds a connection may send nothing (unfinished headers or body, idle keep-alive) before it is closed."
+    )
+    var idleTimeout: Double = 60
+
+    @Option(
+        name: .customLong("body-timeout"), parsing: .unconditional,
+        help: "Seconds a request body may take to arrive in full (408 after).")
+    var bodyTimeout: Double = 30
+
+    @Option(
+        name: .customLong("max-connections"), parsing: .unconditional,
+        help: "Connections served at once; more wait in the backlog.")
+    var maxConnections: Int = 256
+
+    @Option(
+        name: .customLong("drain-timeout"), parsing: .unconditional,
+        help: "On SIGTERM/SIGINT, seconds to wait for admitted jobs (status and content stay readable) before exiting.")
+    var drainTimeout: Double = 600
+
+    @Option(
+        name: .customLong("allowed-host"),
+        help: """
+            A Host name requests may use besides loopback names (repeatable). With a loopback --host only \
+            loopback names are accepted otherwise (a guard against DNS rebinding).
+            """)
+    var allowedHosts: [String] = []
+
+    @Option(
+        name: .customLong("log-level"),
+        help:
+            "Log level on stderr: trace, debug, info (one line per request and lifecycle event), notice, warning, error, critical."
+    )
+    var logLevel: String = "info"
 
     func validate() throws {
         guard ["cpu", "simulated"].contains(engine) else {
@@ -124,7 +168,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         guard port >= 0 && port < 65536 else { throw UserError("--port must be in 0...65535, got \(port)") }
         if let timeScale {
-            guard timeScale > 0 && timeScale.isFinite else { throw UserError("--time-scale must be > 0") }
+            guard timeScale > 0 && timeScale <= ServingClock.maxTimeScale else {
+                throw UserError("--time-scale must be in (0, \(Int(ServingClock.maxTimeScale))], got \(timeScale)")
+            }
         }
         // Options of the other engine would otherwise be accepted and ignored.
         if engine == "cpu" {
@@ -134,9 +180,30 @@ struct ServeCommand: AsyncParsableCommand {
             guard workers == nil else { throw UserError("--workers applies to --engine cpu; use --gpus") }
             guard model == nil else { throw UserError("--model applies to --engine cpu only") }
             guard weightsSeed == nil else { throw UserError("--weights-seed applies to --engine cpu only") }
+            guard stepTimeout == nil else { throw UserError("--step-timeout applies to --engine cpu only") }
         }
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
-        guard sloScale > 0 else { throw UserError("--slo-scale must be > 0") }
+        guard sloScale > 0 && sloScale <= 1000 else {
+            throw UserError("--slo-scale must be in (0, 1000], got \(sloScale)")
+        }
+        if let stepTimeout {
+            guard stepTimeout > 0 && stepTimeout <= 86_400 else {
+                throw UserError("--step-timeout must be in (0, 86400] seconds, got \(stepTimeout)")
+            }
+        }
+        for (name, value) in [
+            ("--idle-timeout", idleTimeout), ("--body-timeout", bodyTimeout), ("--drain-timeout", drainTimeout),
+        ] {
+            guard value > 0 && value <= 86_400 else {
+                throw UserError("\(name) must be in (0, 86400] seconds, got \(value)")
+            }
+        }
+        guard maxConnections >= 1 else { throw UserError("--max-connections must be >= 1, got \(maxConnections)") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw UserError(
+                "--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")), got '\(logLevel)'"
+            )
+        }
         guard defaultSteps >= 1 && defaultSteps <= 200 else { throw UserError("--default-steps must be in 1...200") }
         guard planMargin >= 0 && planMargin < 1 else { throw UserError("--plan-margin must be in [0, 1)") }
         guard resultTTL > 0 && resultTTL <= 30 * 86_400 else {
@@ -201,8 +268,14 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await checkAddress()
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
         var logger = Logger(label: "tetriserve")
-        logger.logLevel = .info
+        logger.logLevel = level
         let clock = ServingClock(timeScale: timeScale ?? 1)
         let backend: any ExecutionBackend
         let base: [Double]
@@ -237,7 +310,7 @@ struct ServeCommand: AsyncParsableCommand {
             } else {
                 costModel = try startupProfile(pool)
             }
-            backend = CPUBackend(pool: pool, costModel: costModel)
+            backend = CPUBackend(pool: pool, costModel: costModel, stepTimeout: stepTimeout)
             base = ServingConfiguration.profileSLOs(costModel)
         }
         let scheduler = try userFacing {
@@ -259,16 +332,31 @@ struct ServeCommand: AsyncParsableCommand {
                 "warning: listening on \(host) without API keys: anyone who can reach this address can submit, "
                     + "read and cancel jobs (use --api-key or TETRISERVE_API_KEYS)")
         }
+        serving.bodyTimeout = .seconds(bodyTimeout)
         let routes = ImageRoutes(loop: loop, configuration: serving)
-        let app = Server.application(routes: routes, host: host, port: port, logger: logger) { port in
-            print(
+        var options = HTTPOptions()
+        options.idleTimeout = .seconds(idleTimeout)
+        options.maxConnections = maxConnections
+        options.drainTimeout = .seconds(drainTimeout)
+        options.allowedHosts = allowedHosts
+        let startLogger = logger
+        let app = Server.application(
+            routes: routes, host: host, port: port, logger: logger, options: options, drainOnShutdown: false
+        ) { port in
+            // Written straight to the file descriptor: scripts read this line to learn the port,
+            // and print() would leave it in stdout's buffer when stdout is a pipe.
+            let line =
                 "tetriserve listening on http://\(host):\(port) (engine \(backend.kind), model \(backend.modelName), "
-                    + "\(backend.devices) devices, policy \(policy))")
+                + "\(backend.devices) devices, policy \(policy))\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+            startLogger.info(
+                "started", metadata: ["port": "\(port)", "engine": "\(backend.kind)", "devices": "\(backend.devices)"])
         }
         do {
-            try await app.runService()
+            try await Server.service(app, routes: routes, options: options, logger: logger).run()
         } catch {
             throw bindFailure(error)
         }
+        logger.info("exit")
     }
 }

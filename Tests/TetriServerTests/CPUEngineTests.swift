@@ -56,7 +56,7 @@ func generateReference(prompt: String, size: String, steps: Int, seed: Int) thro
         let reference = try generateReference(prompt: "a lighthouse", size: "64x64", steps: 6, seed: 5)
         try await app.test(.live) { client in
             let id = try await client.execute(
-                uri: "/v1/images/jobs", method: .post,
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "a lighthouse", "size": "64x64", "num_inference_steps": 6, "seed": 5])
             ) { res in
                 #expect(res.status == .accepted)
@@ -74,7 +74,7 @@ func generateReference(prompt: String, size: String, steps: Int, seed: Int) thro
             }
             // Last on this connection: the synchronous endpoint closes it after answering.
             try await client.execute(
-                uri: "/v1/images/generations", method: .post,
+                uri: "/v1/images/generations", method: .post, headers: jsonHeaders,
                 body: body([
                     "prompt": "a lighthouse", "size": "64x64", "num_inference_steps": 6, "seed": 5, "slo_ms": 60_000,
                 ])

@@ -44,6 +44,9 @@ func json(_ buffer: ByteBuffer) throws -> [String: Any] {
     try #require(try JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
 }
 
+/// The headers of a JSON POST (the server answers 415 without them).
+let jsonHeaders: HTTPFields = [.contentType: "application/json"]
+
 func body(_ object: [String: Any]) -> ByteBuffer {
     ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
 }
@@ -53,7 +56,7 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         let app = makeApp(try makeLoop())
         try await app.test(.live) { client in
             try await client.execute(
-                uri: "/v1/images/generations", method: .post,
+                uri: "/v1/images/generations", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "a red fox", "size": "512x512", "n": 2, "seed": 7, "slo_ms": 60_000])
             ) { res in
                 #expect(res.status == .ok)
@@ -76,14 +79,17 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         let app = makeApp(try makeLoop(timeScale: 2))
         try await app.test(.live) { client in
             let request = ["prompt": "a boat", "size": "1024x1024", "request_id": "r-1", "num_inference_steps": 30]
-            let id = try await client.execute(uri: "/v1/images/jobs", method: .post, body: body(request)) { res in
+            let id = try await client.execute(
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders, body: body(request)
+            ) { res in
                 #expect(res.status == .accepted)
                 let obj = try json(res.body)
                 #expect(obj["steps_total"] as? Int == 30)
                 return try #require(obj["id"] as? String)
             }
             // The same request_id gives the same job back.
-            try await client.execute(uri: "/v1/images/jobs", method: .post, body: body(request)) { res in
+            try await client.execute(uri: "/v1/images/jobs", method: .post, headers: jsonHeaders, body: body(request)) {
+                res in
                 #expect(res.status == .ok)
                 let obj = try json(res.body)
                 #expect(obj["id"] as? String == id)
@@ -123,7 +129,7 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         let app = makeApp(loop)
         try await app.test(.live) { client in
             let id = try await client.execute(
-                uri: "/v1/images/jobs", method: .post,
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "slow", "size": "2048x2048", "slo_ms": 600_000])
             ) { res in try #require(try json(res.body)["id"] as? String) }
             for _ in 0..<100 {
@@ -182,7 +188,7 @@ func body(_ object: [String: Any]) -> ByteBuffer {
             (body(["prompt": "x", "size": "big"]), .badRequest, "size", "WIDTHxHEIGHT"),
             (body(["prompt": "x", "slo_ms": -5]), .badRequest, "slo_ms", "slo_ms"),
             (body(["prompt": "x", "num_inference_steps": 500]), .badRequest, "num_inference_steps", "1 and 200"),
-            (body(["prompt": "x", "seed": -1]), .badRequest, "seed", "non-negative"),
+            (body(["prompt": "x", "seed": -1]), .badRequest, "seed", "between 0 and"),
             (body(["prompt": "x", "model": "dall-e-3"]), .badRequest, "model", "unknown model"),
             (body(["prompt": "x", "response_format": "url"]), .badRequest, "response_format", "b64_json"),
             (body(["prompt": "x", "colour": "red"]), .badRequest, "colour", "unknown field"),
@@ -191,7 +197,8 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         try await app.test(.live) { client in
             // The jobs endpoint shares the parser and keeps the connection open between requests.
             for (payload, status, param, fragment) in cases {
-                try await client.execute(uri: "/v1/images/jobs", method: .post, body: payload) { res in
+                try await client.execute(uri: "/v1/images/jobs", method: .post, headers: jsonHeaders, body: payload) {
+                    res in
                     #expect(res.status == status, "\(fragment)")
                     let err = try #require(try json(res.body)["error"] as? [String: Any])
                     #expect((err["message"] as? String ?? "").contains(fragment), "\(err)")
@@ -220,7 +227,9 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         ]
         for (payload, status, param, fragment) in perConnection {
             try await app.test(.live) { client in
-                try await client.execute(uri: "/v1/images/generations", method: .post, body: payload) { res in
+                try await client.execute(
+                    uri: "/v1/images/generations", method: .post, headers: jsonHeaders, body: payload
+                ) { res in
                     #expect(res.status == status)
                     let err = try #require(try json(res.body)["error"] as? [String: Any])
                     #expect((err["message"] as? String ?? "").contains(fragment), "\(err)")
@@ -235,11 +244,13 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         try await app.test(.live) { client in
             for i in 0..<2 {
                 try await client.execute(
-                    uri: "/v1/images/jobs", method: .post, body: body(["prompt": "p\(i)", "size": "2048x2048"])
+                    uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
+                    body: body(["prompt": "p\(i)", "size": "2048x2048"])
                 ) { res in #expect(res.status == .accepted) }
             }
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "p3", "size": "256x256"])
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
+                body: body(["prompt": "p3", "size": "256x256"])
             ) { res in
                 #expect(res.status == .tooManyRequests)
                 #expect(Int(res.headers[.retryAfter] ?? "") ?? 0 >= 1)
@@ -256,7 +267,8 @@ func body(_ object: [String: Any]) -> ByteBuffer {
         try await app.test(.live) { client in
             // 50 steps of 2048² take at least 6.845 s (degree 8): a 5 s SLO cannot be met.
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "p", "size": "2048x2048", "slo_ms": 5000])
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
+                body: body(["prompt": "p", "size": "2048x2048", "slo_ms": 5000])
             ) { res in
                 #expect(res.status == .unprocessableContent)
                 let err = try #require(try json(res.body)["error"] as? [String: Any])
@@ -264,7 +276,8 @@ func body(_ object: [String: Any]) -> ByteBuffer {
                 #expect((err["message"] as? String ?? "").contains("6.845 s"))
             }
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "p", "size": "2048x2048", "slo_ms": 7000])
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
+                body: body(["prompt": "p", "size": "2048x2048", "slo_ms": 7000])
             ) { res in #expect(res.status == .accepted) }
         }
     }

@@ -104,7 +104,7 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
             var refused = 0
             for i in 0..<60 {
                 try await client.execute(
-                    uri: "/v1/images/jobs", method: .post,
+                    uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                     body: body(["prompt": "p\(i)", "size": "1024x1024", "slo_ms": 600_000])
                 ) { res in
                     if res.status == .accepted {
@@ -126,7 +126,8 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
             #expect(await loop.memory.held == 0)
             // Memory freed: admitted again.
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "again", "size": "1024x1024"])
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
+                body: body(["prompt": "again", "size": "1024x1024"])
             ) { res in #expect(res.status == .accepted) }
         }
     }
@@ -137,7 +138,8 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
         let app = makeApp(loop)
         try await app.test(.live) { client in
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post, body: body(["prompt": "big", "size": "2048x2048"])
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
+                body: body(["prompt": "big", "size": "2048x2048"])
             ) { res in
                 #expect(res.status == .serviceUnavailable)
                 let err = try errorObject(res.body)
@@ -145,13 +147,13 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
                 #expect(err["param"] as? String == "size")
             }
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post,
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "holds it", "size": "1024x1024", "slo_ms": 600_000])
             ) { res in #expect(res.status == .accepted) }
             // The synchronous endpoint is refused the same way, before any work (last: it closes
             // the connection).
             try await client.execute(
-                uri: "/v1/images/generations", method: .post,
+                uri: "/v1/images/generations", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "sync", "size": "512x512", "n": 2])
             ) { res in
                 #expect(res.status == .tooManyRequests)
@@ -165,14 +167,16 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
 }
 
 @Suite struct APIKeyTests {
-    func bearer(_ key: String) -> HTTPFields { [.authorization: "Bearer \(key)"] }
+    func bearer(_ key: String) -> HTTPFields { [.authorization: "Bearer \(key)", .contentType: "application/json"] }
 
     @Test func keysAreRequiredAndScopeJobsAndRequestIDs() async throws {
         let loop = try makeLoop(timeScale: 2)
         let app = makeApp(loop, keys: ["alpha-key", "beta-key"])
         try await app.test(.live) { client in
             let request = body(["prompt": "mine", "size": "256x256", "request_id": "same", "slo_ms": 600_000])
-            for headers: HTTPFields in [[:], bearer("wrong"), [.authorization: "Basic alpha-key"]] {
+            for headers: HTTPFields in [
+                jsonHeaders, bearer("wrong"), [.authorization: "Basic alpha-key", .contentType: "application/json"],
+            ] {
                 try await client.execute(uri: "/v1/images/jobs", method: .post, headers: headers, body: request) {
                     res in
                     #expect(res.status == .unauthorized)
@@ -274,7 +278,7 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
         try await app.test(.live) { client in
             // A running job answers `cancelling`, then becomes `cancelled`.
             let running = try await client.execute(
-                uri: "/v1/images/jobs", method: .post,
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "slow", "size": "2048x2048", "slo_ms": 600_000])
             ) { res in try #require(try json(res.body)["id"] as? String) }
             for _ in 0..<200 {
@@ -328,7 +332,7 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
             var ids: [String] = []
             for i in 0..<4 {
                 let id = try await client.execute(
-                    uri: "/v1/images/jobs", method: .post,
+                    uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                     body: body(["prompt": "p", "size": "256x256", "request_id": "r\(i)", "num_inference_steps": 5])
                 ) { res in
                     #expect(res.status == .accepted)
@@ -347,7 +351,7 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
             }
             // Retrying its request_id answers the same, and runs nothing.
             try await client.execute(
-                uri: "/v1/images/jobs", method: .post,
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "p", "size": "256x256", "request_id": "r0", "num_inference_steps": 5])
             ) { res in
                 #expect(res.status == .gone)
@@ -423,7 +427,7 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
         // The synchronous endpoint says so with 504.
         try await app.test(.live) { client in
             try await client.execute(
-                uri: "/v1/images/generations", method: .post,
+                uri: "/v1/images/generations", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "late", "size": "2048x2048", "slo_ms": 500])
             ) { res in
                 #expect(res.status == .gatewayTimeout)
@@ -481,7 +485,7 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
         let app = makeApp(loop)
         try await app.test(.live) { client in
             let id = try await client.execute(
-                uri: "/v1/images/jobs", method: .post,
+                uri: "/v1/images/jobs", method: .post, headers: jsonHeaders,
                 body: body(["prompt": "watch", "size": "1024x1024", "num_inference_steps": 20, "slo_ms": 600_000])
             ) { res in try #require(try json(res.body)["id"] as? String) }
             let events = try await client.execute(uri: "/v1/images/jobs/\(id)/events", method: .get) { res in

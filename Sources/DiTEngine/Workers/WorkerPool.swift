@@ -1,5 +1,6 @@
 import CShm
 import Foundation
+import Synchronization
 
 /// Starts and supervises `tetriserve worker` processes, one per device, and runs commands on
 /// groups of them. A worker that dies is reported (naming it) to the caller whose command it was
@@ -62,6 +63,8 @@ public final class WorkerPool: @unchecked Sendable {
     let handles: [Handle]
     let heapLock = NSLock()
     var regions: [Int: Int] = [:]  // offset → bytes
+    /// Workers being replaced now, and workers whose replacement failed (index → reason).
+    let outage = Mutex<(replacing: Int, down: Set<Int>)>((0, []))
 
     public var workerCount: Int { handles.count }
 
@@ -93,6 +96,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// The OpenBLAS core each worker reported at start.
     public var coreNames: [String] { handles.map { h in h.lock.withLock { h.core } } }
+
+    /// Workers that cannot take work now: being replaced after a failure, or down because their
+    /// replacement failed (the next command on them tries again).
+    public var unavailableWorkers: Int { outage.withLock { $0.replacing + $0.down.count } }
 
     /// Process ids of the workers (for supervision and tests).
     public var pids: [Int32] { handles.map { h in h.lock.withLock { h.pid } } }
@@ -181,6 +188,8 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Reaps a dead worker and starts a replacement; returns how it ended.
     func replace(_ h: Handle) -> String {
+        outage.withLock { $0.replacing += 1 }
+        defer { outage.withLock { $0.replacing -= 1 } }
         var status: Int32 = 0
         if h.toWorker >= 0 { close(h.toWorker) }
         if h.fromWorker >= 0 { close(h.fromWorker) }
@@ -207,9 +216,11 @@ public final class WorkerPool: @unchecked Sendable {
             try spawn(h)
             let replies = try exchange([h], messages: [WorkerMessage(op: .hello)], abortOnDeath: nil)
             h.core = replies[0].core ?? "unknown"
+            outage.withLock { _ = $0.down.remove(h.index) }
         } catch {
             detail += "; restarting it failed: \(error)"
             h.pid = 0
+            outage.withLock { _ = $0.down.insert(h.index) }
         }
         return detail
     }
@@ -220,17 +231,34 @@ public final class WorkerPool: @unchecked Sendable {
     /// order) for the duration. When a worker dies, `abortOnDeath` is aborted so that its peers
     /// stop waiting, the worker is replaced, and ``EngineError/workerDied(worker:pid:detail:)``
     /// is thrown for the first dead worker.
-    func run(_ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?) throws -> [WorkerReply] {
+    ///
+    /// With a `timeout` (seconds), a worker that has not replied by then is treated as hung: the
+    /// group's barrier is aborted so that its peers reply, and after a short grace the workers
+    /// still silent are killed and replaced like dead ones.
+    func run(
+        _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil
+    ) throws -> [WorkerReply] {
         let ordered = group.sorted { $0.index < $1.index }
         for h in ordered { h.lock.lock() }
         defer { for h in ordered.reversed() { h.lock.unlock() } }
-        return try exchange(group, messages: messages, abortOnDeath: abortOnDeath)
+        return try exchange(group, messages: messages, abortOnDeath: abortOnDeath, timeout: timeout)
     }
 
-    /// ``run(_:messages:abortOnDeath:)`` with the locks held.
-    func exchange(_ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?) throws -> [WorkerReply] {
+    /// How long the peers of a hung worker get to answer the aborted barrier before the workers
+    /// still silent are killed.
+    static let hungGraceSeconds = 0.5
+
+    /// ``run(_:messages:abortOnDeath:timeout:)`` with the locks held.
+    func exchange(
+        _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil
+    ) throws -> [WorkerReply] {
         var replies = [WorkerReply?](repeating: nil, count: group.count)
         var dead: [(Int, pid_t)] = []
+        var hung: [Int: String] = [:]
+        // Workers still silent when the timeout passed (the hung one, and peers waiting for it).
+        var suspects: [Int] = []
+        let started = DispatchTime.now().uptimeNanoseconds
+        func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
         func died(_ i: Int) {
             if !dead.contains(where: { $0.0 == i }) { dead.append((i, group[i].pid)) }
             abortOnDeath?.abort()
@@ -258,9 +286,30 @@ public final class WorkerPool: @unchecked Sendable {
                 }
             }
             if pending.isEmpty { break }
+            var wait: Int32 = 1000
+            if let timeout {
+                let late = elapsed() - timeout
+                if late >= 0 && suspects.isEmpty {
+                    suspects = pending.sorted()
+                    // Let the peers of the silent worker leave the barrier and answer.
+                    abortOnDeath?.abort()
+                }
+                if late >= (abortOnDeath == nil ? 0 : Self.hungGraceSeconds) {
+                    for i in pending.sorted() {
+                        let h = group[i]
+                        hung[i] = "it did not answer within \(String(format: "%.1f", timeout)) s and was killed"
+                        if h.pid > 0 { kill(h.pid, SIGKILL) }
+                        died(i)
+                        pending.remove(i)
+                    }
+                    break
+                }
+                let until = late < 0 ? -late : Self.hungGraceSeconds - late
+                wait = Int32(max(1, min(1000, (until * 1000).rounded(.up))))
+            }
             let order = Array(pending)
             var fds = order.map { pollfd(fd: group[$0].fromWorker, events: Int16(POLLIN), revents: 0) }
-            let n = poll(&fds, nfds_t(fds.count), 1000)
+            let n = poll(&fds, nfds_t(fds.count), wait)
             if n < 0 && errno != EINTR { throw EngineError.io("poll failed (errno \(errno))") }
             for (j, i) in order.enumerated() where fds[j].revents != 0 {
                 let open = (try? group[i].reader.fill()) ?? false
@@ -270,9 +319,20 @@ public final class WorkerPool: @unchecked Sendable {
                 }
             }
         }
+        if dead.isEmpty, let timeout, let first = suspects.first {
+            // Every worker answered once the barrier was aborted: the step overran the timeout
+            // but nobody hung. The step was abandoned; report it like a failed device so that
+            // the request continues from its last completed step.
+            throw EngineError.workerDied(
+                worker: group[first].index, pid: group[first].pid,
+                detail: "the step took longer than \(String(format: "%.1f", timeout)) s and was abandoned")
+        }
         if let (first, pid) = dead.first {
             var details: [Int: String] = [:]
-            for (i, _) in dead { details[i] = replace(group[i]) }
+            for (i, _) in dead {
+                let ended = replace(group[i])
+                details[i] = hung[i].map { "\($0) (\(ended))" } ?? ended
+            }
             throw EngineError.workerDied(worker: group[first].index, pid: pid, detail: details[first] ?? "")
         }
         for (i, reply) in replies.enumerated() where reply?.ok != true {
@@ -418,9 +478,14 @@ extension WorkerPool {
     /// When a worker dies, throws ``EngineError/workerDied(worker:pid:detail:)`` naming it; the
     /// request keeps the latent of its last completed step (``PoolRequest/stepsDone``) and may
     /// continue on other workers (or the same ones: the dead worker has been replaced).
+    ///
+    /// With a `stepTimeout` (seconds), a worker that has not finished its part of a step (or the
+    /// prompt encoding) within it is treated as hung: it is killed and replaced, and the call
+    /// throws ``EngineError/workerDied(worker:pid:detail:)`` as for a worker that died.
     @discardableResult
     public func run(
-        _ job: PoolRequest, steps: Int, on workers: [Int], shouldStop: () -> Bool = { false }
+        _ job: PoolRequest, steps: Int, on workers: [Int], stepTimeout: Double? = nil,
+        shouldStop: () -> Bool = { false }
     ) throws -> [Double] {
         guard !job.released else { throw EngineError.pool("the request was released") }
         guard steps >= 0, job.stepsDone + steps <= job.request.steps else {
@@ -434,7 +499,7 @@ extension WorkerPool {
         if job.textTokens == nil {
             let encoded = try run(
                 [group[0]], messages: [WorkerMessage(op: .encode, region: job.region, prompt: job.request.prompt)],
-                abortOnDeath: barrier)
+                abortOnDeath: barrier, timeout: stepTimeout)
             job.textTokens = encoded[0].textTokens ?? 0
         }
         let geometry = SequenceGeometry(textTokens: job.textTokens ?? 0, columns: job.columns, rows: job.rows)
@@ -448,7 +513,7 @@ extension WorkerPool {
                     t: job.times[i], tNext: job.times[i + 1])
             }
             let start = DispatchTime.now().uptimeNanoseconds
-            _ = try run(group, messages: messages, abortOnDeath: barrier)
+            _ = try run(group, messages: messages, abortOnDeath: barrier, timeout: stepTimeout)
             seconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             job.stepsDone = i + 1
         }

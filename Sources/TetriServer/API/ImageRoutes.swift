@@ -8,8 +8,40 @@ import TetriCore
 public struct ImageRoutes: Sendable {
     public let loop: RoundLoop
     public let configuration: ServingConfiguration
+    /// Serving or draining (set by the shutdown service).
+    public let lifecycle = ServerLifecycle()
     /// Unix milliseconds at the clock's origin.
     let originUnixMs: Double
+
+    /// Every route the API serves, as the OpenAPI document names them (`{id}` for a parameter).
+    /// ``add(to:)`` registers exactly these; a test holds them and `GET /openapi.json` together.
+    public static let endpoints: [(method: HTTPRequest.Method, path: String)] = [
+        (.post, "/v1/images/generations"),
+        (.post, "/v1/images/jobs"),
+        (.get, "/v1/images/jobs/{id}"),
+        (.delete, "/v1/images/jobs/{id}"),
+        (.get, "/v1/images/jobs/{id}/content"),
+        (.get, "/v1/models"),
+        (.get, "/healthz"),
+        (.get, "/metrics"),
+        (.get, "/openapi.json"),
+    ]
+
+    /// The methods served on a concrete path (HEAD wherever GET is), or none when no route matches.
+    static func methods(forPath path: String) -> [HTTPRequest.Method] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        var methods: [HTTPRequest.Method] = []
+        for e in endpoints {
+            let pattern = e.path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard pattern.count == parts.count else { continue }
+            let match = zip(pattern, parts).allSatisfy { p, s in p.hasPrefix("{") ? !s.isEmpty : p == s }
+            if match && !methods.contains(e.method) {
+                methods.append(e.method)
+                if e.method == .get { methods.append(.head) }
+            }
+        }
+        return methods
+    }
 
     public init(loop: RoundLoop, configuration: ServingConfiguration) {
         self.loop = loop
@@ -26,19 +58,36 @@ public struct ImageRoutes: Sendable {
     /// Unix milliseconds of a virtual time.
     func unixMs(_ t: Micros) -> Double { originUnixMs + Double(t) / 1000 / timeScale }
 
-    public func add(to router: Router<BasicRequestContext>) {
+    /// Registers the routes; returns them as (method, OpenAPI path) in registration order.
+    @discardableResult
+    public func add(to router: Router<BasicRequestContext>) -> [(method: HTTPRequest.Method, path: String)] {
         // First: middleware wraps only the routes added after it.
         if configuration.apiKeys.isEnabled {
             router.add(middleware: APIKeyMiddleware<BasicRequestContext>(keys: configuration.apiKeys))
         }
-        router.post("v1/images/generations") { request, _ in try await generate(request) }
-        router.post("v1/images/jobs") { request, _ in try await createJob(request) }
-        router.get("v1/images/jobs") { request, _ in try await listJobs(request) }
-        router.get("v1/images/jobs/:id") { request, context in
-            let id = try context.parameters.require("id")
-            return try jsonResponse(jobJSON(try found(await loop.lookup(id, owner: try owner(request)), id)))
+        var registered: [(method: HTTPRequest.Method, path: String)] = []
+        func on(
+            _ method: HTTPRequest.Method, _ path: String,
+            _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response
+        ) {
+            router.on(RouterPath(path), method: method, use: handler)
+            let openAPIPath =
+                "/"
+                + path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : $0 }
+                .joined(separator: "/")
+            registered.append((method, openAPIPath))
         }
-        router.get("v1/images/jobs/:id/content") { request, context in
+        on(.post, "v1/images/generations") { request, _ in try await generate(request) }
+        on(.post, "v1/images/jobs") { request, _ in try await createJob(request) }
+        on(.get, "v1/images/jobs") { request, _ in try await listJobs(request) }
+        on(.get, "v1/images/jobs/:id") { request, context in
+            let id = try context.parameters.require("id")
+            let s = try found(await loop.lookup(id, owner: try owner(request)), id)
+            var response = try jsonResponse(jobJSON(s))
+            response.headers[LogHeaders.jobID] = s.id
+            return response
+        }
+        on(.get, "v1/images/jobs/:id/content") { request, context in
             let id = try context.parameters.require("id")
             let caller = try owner(request)
             let s = try found(await loop.lookup(id, owner: caller), id)
@@ -54,15 +103,18 @@ public struct ImageRoutes: Sendable {
                 throw APIError(.gone, "job '\(id)' \(s.status.rawValue) and has no image", code: s.status.rawValue)
             }
         }
-        router.get("v1/images/jobs/:id/events") { request, context in
+        on(.get, "v1/images/jobs/:id/events") { request, context in
             let id = try context.parameters.require("id")
             return eventStream(try found(await loop.events(id, owner: try owner(request)), id))
         }
-        router.delete("v1/images/jobs/:id") { request, context in
+        on(.delete, "v1/images/jobs/:id") { request, context in
             let id = try context.parameters.require("id")
-            return try jsonResponse(jobJSON(try found(await loop.cancel(id, owner: try owner(request)), id)))
+            let s = try found(await loop.cancel(id, owner: try owner(request)), id)
+            var response = try jsonResponse(jobJSON(s))
+            response.headers[LogHeaders.jobID] = s.id
+            return response
         }
-        router.get("v1/models") { _, _ in
+        on(.get, "v1/models") { _, _ in
             try jsonResponse([
                 "object": "list",
                 "data": [
@@ -73,28 +125,49 @@ public struct ImageRoutes: Sendable {
                 ],
             ])
         }
-        router.get("healthz") { _, _ in
+        on(.get, "healthz") { _, _ in
             let load = await loop.load
+            let unavailable = backend.unavailableDevices
+            // degraded: a device is being replaced (or could not be); draining: shutting down.
+            let status = lifecycle.isDraining ? "draining" : unavailable > 0 ? "degraded" : "ok"
             return try jsonResponse([
-                "status": "ok", "engine": backend.kind, "model": backend.modelName, "devices": backend.devices,
-                "policy": await loop.schedulerName, "waiting": load.waiting, "running": load.running,
-                "time_scale": timeScale,
+                "status": status, "engine": backend.kind, "model": backend.modelName, "devices": backend.devices,
+                "unavailable_devices": unavailable, "policy": await loop.schedulerName, "waiting": load.waiting,
+                "running": load.running, "time_scale": timeScale,
             ])
         }
-        router.get("metrics") { _, _ in
+        on(.get, "metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: loop.metrics.render())))
         }
+        on(.get, "openapi.json") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPI.document(modelName: backend.modelName))))
+        }
+        return registered
     }
 
     // MARK: Handlers
 
+    /// The whole body, at most `maxBodyBytes` (413), within `bodyTimeout` (408).
     func readBody(_ body: RequestBody) async throws -> Data {
+        let limit = configuration.maxBodyBytes
+        let timeout = configuration.bodyTimeout
         do {
-            return Data(buffer: try await body.collect(upTo: configuration.maxBodyBytes))
+            return try await withThrowingTaskGroup(of: Data.self) { group in
+                group.addTask { Data(buffer: try await body.collect(upTo: limit)) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    throw APIError(
+                        .requestTimeout, "the request body did not arrive within \(timeout)", code: "timeout")
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
         } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "the request body is larger than \(configuration.maxBodyBytes) bytes")
+            throw APIError(.contentTooLarge, "the request body is larger than \(limit) bytes")
         }
     }
 
@@ -106,8 +179,9 @@ public struct ImageRoutes: Sendable {
 
     func deadline(_ r: ImageRequest) -> Micros {
         let now = loop.clock.now()
-        if let slo = r.sloMs { return now + Micros(slo * 1000) }
-        if let unix = r.deadlineUnixMs { return Micros((unix - originUnixMs) * 1000 * timeScale) }
+        // Both are range-checked by the parser; the conversions saturate rather than trap.
+        if let slo = r.sloMs { return now + Micros(clamping: slo * 1000) }
+        if let unix = r.deadlineUnixMs { return Micros(clamping: (unix - originUnixMs) * 1000 * timeScale) }
         let res = backend.costClass(width: r.width, height: r.height) ?? 0
         return now + configuration.defaultSLO(resolution: res, steps: r.steps)
     }
@@ -222,13 +296,17 @@ public struct ImageRoutes: Sendable {
                 item["seed"] = Int(truncatingIfNeeded: s.job.seed)
                 data.append(item)
             }
-            var response = try jsonResponse([
+            var object: [String: Any] = [
                 "created": Int(unixMs(snaps.map(\.arrival).min() ?? 0) / 1000),
                 "data": data,
                 "inference_time_s": snaps.compactMap(\.inferenceSeconds).max() ?? 0,
                 "slo_met": snaps.allSatisfy { $0.sloMet == true },
                 "degree_history": snaps.first.map { history($0) } ?? [],
-            ])
+            ]
+            if !r.warnings.isEmpty { object["warnings"] = r.warnings }
+            var response = try jsonResponse(object)
+            response.headers[LogHeaders.jobID] = ids.joined(separator: ",")
+            response.headers[LogHeaders.sloMet] = String(snaps.allSatisfy { $0.sloMet == true })
             // Watching for the client going away consumes the connection's inbound stream.
             response.headers[.connection] = "close"
             return response
@@ -239,7 +317,11 @@ public struct ImageRoutes: Sendable {
         let caller = try owner(request)
         let r = try parse(try await readBody(request.body), jobs: true)
         let (s, isNew) = try await submit(r, index: 0, owner: caller)
-        return try jsonResponse(jobJSON(s), status: isNew ? .accepted : .ok)
+        var object = jobJSON(s)
+        if !r.warnings.isEmpty { object["warnings"] = r.warnings }
+        var response = try jsonResponse(object, status: isNew ? .accepted : .ok)
+        response.headers[LogHeaders.jobID] = s.id
+        return response
     }
 
     /// `GET /v1/images/jobs?limit=N&after=ID`: the caller's jobs, newest first, paged like
