@@ -93,7 +93,7 @@ struct ServeCommand: AsyncParsableCommand {
     var defaultSteps: Int = 50
 
     @Option(
-        name: .customLong("api-key"), parsing: .unconditional,
+        name: .customLong("api-key"),
         help: """
             Require 'Authorization: Bearer KEY' on /v1/ routes (repeatable; also TETRISERVE_API_KEYS, comma-separated). \
             Each key sees only its own jobs and request_ids.
@@ -101,7 +101,7 @@ struct ServeCommand: AsyncParsableCommand {
     var apiKeys: [String] = []
 
     @Option(
-        name: .customLong("result-ttl"),
+        name: .customLong("result-ttl"), parsing: .unconditional,
         help: "Keep finished results (status and image) this many seconds; later they answer 410.")
     var resultTTL: Double = 600
 
