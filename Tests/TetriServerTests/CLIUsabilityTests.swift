@@ -125,7 +125,10 @@ func accepts(port: Int) -> Bool {
             (["experiment", "slo-sweep", "--seeds", "-1"], "--seeds must be >= 1, got -1"),
             (["bench", "scheduler", "--pending", "-5"], "--pending must be >= 1, got -5"),
             (["serve", "--port", "-1"], "--port must be in 0...65535, got -1"),
-            (["serve", "--engine", "simulated", "--time-scale", "-10"], "--time-scale must be > 0"),
+            (
+                ["serve", "--engine", "simulated", "--time-scale", "-10"],
+                "--time-scale must be in (0, 1000000], got -10"
+            ),
             (["loadgen", "--trace", "t.csv", "--time-scale", "-1"], "--time-scale must be > 0"),
         ]
         for (args, message) in cases {

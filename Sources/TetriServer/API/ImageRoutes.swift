@@ -18,9 +18,11 @@ public struct ImageRoutes: Sendable {
     public static let endpoints: [(method: HTTPRequest.Method, path: String)] = [
         (.post, "/v1/images/generations"),
         (.post, "/v1/images/jobs"),
+        (.get, "/v1/images/jobs"),
         (.get, "/v1/images/jobs/{id}"),
         (.delete, "/v1/images/jobs/{id}"),
         (.get, "/v1/images/jobs/{id}/content"),
+        (.get, "/v1/images/jobs/{id}/events"),
         (.get, "/v1/models"),
         (.get, "/healthz"),
         (.get, "/metrics"),
