@@ -20,6 +20,7 @@ let package = Package(
     targets: [
         .target(name: "TetriCore"),
         .target(name: "TetriSim", dependencies: ["TetriCore"]),
+        .target(name: "Scenes"),
         .systemLibrary(name: "COpenBLAS"),
         .systemLibrary(name: "CZlib"),
         .target(name: "CShm"),
@@ -44,6 +45,7 @@ let package = Package(
                 "TetriSim",
                 "DiTEngine",
                 "TetriServer",
+                "Scenes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -56,6 +58,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        .testTarget(name: "ScenesTests", dependencies: ["Scenes"]),
         .testTarget(name: "DiTEngineTests", dependencies: ["DiTEngine", "TetriCore", "CZlib"]),
     ]
 )
