@@ -31,11 +31,11 @@ struct GrammarTests {
         var rng = SceneRandom(seed: 1)
         let scene = Scene(shape: .ring, color: .orange, size: .small, position: .left, background: .black)
         let prompt = Grammar.prompt(scene, phrasing: Grammar.phrasings[2], using: &rng)
-        #expect(prompt == "an orange ring, small, left, on a black background")
+        #expect(prompt == "an orange ring, little, left, on a black background")
     }
 
     @Test("Training prompts never use a held-out phrasing; the vocabulary covers every training word")
-    func heldOut() {
+    func heldOut() throws {
         let heldOutWords = Set(Grammar.heldOutPhrasings.flatMap { Grammar.words($0.template) })
         let trainingWords = Set(Grammar.trainingPhrasings.flatMap { Grammar.words($0.template) })
         let onlyHeldOut = heldOutWords.subtracting(trainingWords).subtracting(["size", "color", "shape", "bg"])
