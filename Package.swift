@@ -23,6 +23,7 @@ let package = Package(
         .target(name: "TetriCore"),
         .target(name: "TetriSim", dependencies: ["TetriCore", "CGLPK"]),
         .systemLibrary(name: "CGLPK"),
+        .target(name: "Scenes"),
         .systemLibrary(name: "COpenBLAS"),
         .systemLibrary(name: "CZlib"),
         .target(name: "CShm"),
@@ -47,6 +48,7 @@ let package = Package(
                 "TetriSim",
                 "DiTEngine",
                 "TetriServer",
+                "Scenes",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 // Only loadgen's HTTP client uses it; the server and libraries do not.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -64,6 +66,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        .testTarget(name: "ScenesTests", dependencies: ["Scenes"]),
         .testTarget(name: "DiTEngineTests", dependencies: ["DiTEngine", "TetriCore", "CZlib"]),
     ]
 )

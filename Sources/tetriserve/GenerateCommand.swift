@@ -27,14 +27,18 @@ struct GenerateCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
-    @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
-    var model: String = "small"
+    @Option(
+        help: """
+            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
+            (default: the shipped weights in models/ when found, else small).
+            """)
+    var model: String?
 
     @Option(
         name: .customLong("weights-seed"), parsing: .unconditional, help: "Seed of the model's deterministic weights.")
     var weightsSeed: UInt64 = 0
 
-    @Option(help: "Safetensors weights file to load instead of seeded weights.")
+    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
     var weights: String?
 
     @Option(
@@ -65,16 +69,14 @@ struct GenerateCommand: ParsableCommand {
         if let workers, workers < plan.maxDegree {
             throw ValidationError("--workers is \(workers) but --plan needs \(plan.maxDegree)")
         }
-        if weights == nil {
-            guard let config = ModelConfig.named[model] else {
-                throw ValidationError(
-                    "--model must be one of \(ModelConfig.named.keys.sorted().joined(separator: ", ")), got '\(model)'")
-            }
-            do {
-                _ = try config.grid(width: resolution.width, height: resolution.height)
-            } catch {
-                throw ValidationError("--size: \(error.description)")
-            }
+        let choice = try chooseModel(model: model, weights: weights)
+        let config = try userFacing {
+            try choice.weights.flatMap { try ModelConfig.stored(inWeightsFile: $0) } ?? ModelConfig.named[choice.model]!
+        }
+        do {
+            _ = try config.grid(width: resolution.width, height: resolution.height)
+        } catch {
+            throw ValidationError("--size: \(error.description)")
         }
         try checkWritableFile(out, option: "--out")
     }
@@ -91,9 +93,10 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let resolution = Resolution(parsing: size)!
         let plan = try degreePlan()
+        let choice = try chooseModel(model: model, weights: weights)
         let options = try userFacing {
             try WorkerPool.Options(
-                workers: workers ?? plan.maxDegree, model: model, seed: weightsSeed, weights: weights,
+                workers: workers ?? plan.maxDegree, model: choice.model, seed: weightsSeed, weights: choice.weights,
                 maxImageTokens: nil)
         }
         let pool = try userFacing { try WorkerPool(options: options) }

@@ -24,8 +24,15 @@ struct ProfileCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Worker processes (one per core).")
     var workers: Int = 2
 
-    @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
-    var model: String = "small"
+    @Option(
+        help: """
+            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
+            (default: the shipped weights in models/ when found, else small).
+            """)
+    var model: String?
+
+    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
+    var weights: String?
 
     @Option(
         name: .customLong("weights-seed"), parsing: .unconditional, help: "Seed of the model's deterministic weights.")
@@ -151,7 +158,10 @@ struct ProfileCommand: ParsableCommand {
                 "warning: load average \(String(format: "%.2f", average)) on \(cores) cores before profiling: other "
                     + "processes compete with the \(workers) workers, so steps may run slow or unevenly")
         }
-        let options = try userFacing { try WorkerPool.Options(workers: workers, model: model, seed: weightsSeed) }
+        let choice = try chooseModel(model: model, weights: weights)
+        let options = try userFacing {
+            try WorkerPool.Options(workers: workers, model: choice.model, seed: weightsSeed, weights: choice.weights)
+        }
         let pool = try userFacing { try WorkerPool(options: options) }
         defer { pool.shutdown() }
         let config = pool.config

@@ -37,10 +37,14 @@ struct ServeCommand: AsyncParsableCommand {
     var workers: Int?
 
     @Option(
-        help:
-            "CPU engine: model configuration (\(ModelConfig.named.keys.sorted().joined(separator: ", ")); default: small)."
-    )
+        help: """
+            CPU engine: model configuration with seeded weights (\(ModelConfig.named.keys.sorted().joined(separator: ", "))); \
+            default: the shipped weights in models/ when found, else small.
+            """)
     var model: String?
+
+    @Option(help: "CPU engine: safetensors weights file to load (its metadata gives the model configuration).")
+    var weights: String?
 
     @Option(
         name: .customLong("weights-seed"), parsing: .unconditional,
@@ -180,6 +184,7 @@ struct ServeCommand: AsyncParsableCommand {
             guard workers == nil else { throw UserError("--workers applies to --engine cpu; use --gpus") }
             guard model == nil else { throw UserError("--model applies to --engine cpu only") }
             guard weightsSeed == nil else { throw UserError("--weights-seed applies to --engine cpu only") }
+            guard weights == nil else { throw UserError("--weights applies to --engine cpu only") }
             guard stepTimeout == nil else { throw UserError("--step-timeout applies to --engine cpu only") }
         }
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
@@ -293,8 +298,10 @@ struct ServeCommand: AsyncParsableCommand {
             guard workers >= 1 && workers <= GPUSet.capacity else {
                 throw UserError("--workers must be in 1...\(GPUSet.capacity), got \(workers)")
             }
+            let choice = try chooseModel(model: model, weights: weights)
             let options = try userFacing {
-                try WorkerPool.Options(workers: workers, model: model ?? "small", seed: weightsSeed ?? 0)
+                try WorkerPool.Options(
+                    workers: workers, model: choice.model, seed: weightsSeed ?? 0, weights: choice.weights)
             }
             let pool = try userFacing { try WorkerPool(options: options) }
             log(

@@ -18,6 +18,7 @@ struct TetriServeCommand: AsyncParsableCommand {
             ServeCommand.self,
             LoadgenCommand.self,
             GenerateCommand.self, ProfileCommand.self, WorkerCommand.self,
+            DatasetCommand.self, EvalCommand.self,
         ]
     )
 }
