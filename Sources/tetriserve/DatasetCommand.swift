@@ -15,13 +15,13 @@ struct DatasetCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Number of images.")
+    @Option(parsing: .unconditional, help: "Number of images.")
     var count: Int
 
     @Option(help: "Image size WIDTHxHEIGHT, for example 64x64.")
     var size: String
 
-    @Option(help: "Seed of the scenes and prompts.")
+    @Option(parsing: .unconditional, help: "Seed of the scenes and prompts.")
     var seed: UInt64 = 0
 
     @Option(help: "Output directory (created if missing).")

@@ -18,16 +18,16 @@ struct EvalCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "Prompts to evaluate at each size.")
+    @Option(parsing: .unconditional, help: "Prompts to evaluate at each size.")
     var prompts: Int = 40
 
     @Option(help: "Sizes: 'classes' (the model's resolution classes) or a list such as 128x128,256x256.")
     var size: String = "classes"
 
-    @Option(help: "Denoising steps.")
+    @Option(parsing: .unconditional, help: "Denoising steps.")
     var steps: Int = 20
 
-    @Option(help: "Seed of the prompts; image i uses noise seed --seed + i.")
+    @Option(parsing: .unconditional, help: "Seed of the prompts; image i uses noise seed --seed + i.")
     var seed: UInt64 = 0
 
     @Option(
