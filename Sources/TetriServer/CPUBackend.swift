@@ -13,7 +13,9 @@ public final class CPUBackend: ExecutionBackend {
     public let costModel: CostModel
     public var devices: Int { pool.workerCount }
     public var kind: String { "cpu" }
-    public var modelName: String { "tetriserve-\(pool.config.name)" }
+    public var modelName: String {
+        pool.options.weights.map { ModelLocator.modelID(weights: $0) } ?? "tetriserve-\(pool.config.name)"
+    }
     private let jobs = Mutex<(next: Int, table: [Int: PoolRequest])>((0, [:]))
     /// Blocks run on threads of their own: a pool call blocks its caller for the whole block.
     private let queue = DispatchQueue(label: "tetriserve.cpu-backend", attributes: .concurrent)

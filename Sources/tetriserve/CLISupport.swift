@@ -1,4 +1,5 @@
 import ArgumentParser
+import DiTEngine
 import Foundation
 import TetriCore
 import TetriSim
@@ -27,4 +28,23 @@ enum Defaults {
 /// Prints to standard error.
 func log(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// The model a command runs: an explicit `--weights` file; else an explicit `--model` with
+/// seeded weights; else the shipped weights when found (``ModelLocator``); else `small` seeded.
+func chooseModel(model: String?, weights: String?) throws -> (model: String, weights: String?) {
+    if let weights {
+        guard FileManager.default.fileExists(atPath: weights) else {
+            throw UserError("--weights '\(weights)' does not exist")
+        }
+        return (model ?? "small", weights)
+    }
+    if let model {
+        guard ModelConfig.named[model] != nil else {
+            throw UserError(
+                "--model must be one of \(ModelConfig.named.keys.sorted().joined(separator: ", ")), got '\(model)'")
+        }
+        return (model, nil)
+    }
+    return ("small", ModelLocator.defaultWeights())
 }

@@ -27,13 +27,17 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
-    @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
-    var model: String = "small"
+    @Option(
+        help: """
+            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
+            (default: the shipped weights in models/ when found, else small).
+            """)
+    var model: String?
 
     @Option(name: .customLong("weights-seed"), help: "Seed of the model's deterministic weights.")
     var weightsSeed: UInt64 = 0
 
-    @Option(help: "Safetensors weights file to load instead of seeded weights.")
+    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
     var weights: String?
 
     @Option(
@@ -63,16 +67,14 @@ struct GenerateCommand: ParsableCommand {
         guard plan.totalSteps == steps else {
             throw ValidationError("--plan covers \(plan.totalSteps) steps but --steps is \(steps)")
         }
-        if weights == nil {
-            guard let config = ModelConfig.named[model] else {
-                throw ValidationError(
-                    "--model must be one of \(ModelConfig.named.keys.sorted().joined(separator: ", ")), got '\(model)'")
-            }
-            _ = try userFacing { try config.grid(width: resolution.width, height: resolution.height) }
+        let choice = try chooseModel(model: model, weights: weights)
+        let config = try userFacing {
+            try choice.weights.flatMap { try ModelConfig.stored(inWeightsFile: $0) } ?? ModelConfig.named[choice.model]!
         }
+        _ = try userFacing { try config.grid(width: resolution.width, height: resolution.height) }
         let options = try userFacing {
             try WorkerPool.Options(
-                workers: workers ?? plan.maxDegree, model: model, seed: weightsSeed, weights: weights,
+                workers: workers ?? plan.maxDegree, model: choice.model, seed: weightsSeed, weights: choice.weights,
                 maxImageTokens: nil)
         }
         let pool = try userFacing { try WorkerPool(options: options) }

@@ -19,8 +19,15 @@ struct ProfileCommand: ParsableCommand {
     @Option(help: "Worker processes (one per core).")
     var workers: Int = 2
 
-    @Option(help: "Model configuration: \(ModelConfig.named.keys.sorted().joined(separator: ", ")).")
-    var model: String = "small"
+    @Option(
+        help: """
+            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
+            (default: the shipped weights in models/ when found, else small).
+            """)
+    var model: String?
+
+    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
+    var weights: String?
 
     @Option(name: .customLong("weights-seed"), help: "Seed of the model's deterministic weights.")
     var weightsSeed: UInt64 = 0
@@ -44,7 +51,10 @@ struct ProfileCommand: ParsableCommand {
         guard warmup >= 0, repetitions >= 1 else {
             throw ValidationError("--warmup must be >= 0 and --repetitions >= 1")
         }
-        let options = try userFacing { try WorkerPool.Options(workers: workers, model: model, seed: weightsSeed) }
+        let choice = try chooseModel(model: model, weights: weights)
+        let options = try userFacing {
+            try WorkerPool.Options(workers: workers, model: choice.model, seed: weightsSeed, weights: choice.weights)
+        }
         let pool = try userFacing { try WorkerPool(options: options) }
         defer { pool.shutdown() }
         let config = pool.config

@@ -31,8 +31,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "CPU engine: worker processes (devices), one per core.")
     var workers: Int = 2
 
-    @Option(help: "CPU engine: model configuration (\(ModelConfig.named.keys.sorted().joined(separator: ", "))).")
-    var model: String = "small"
+    @Option(
+        help: """
+            CPU engine: model configuration with seeded weights (\(ModelConfig.named.keys.sorted().joined(separator: ", "))); \
+            default: the shipped weights in models/ when found, else small.
+            """)
+    var model: String?
+
+    @Option(help: "CPU engine: safetensors weights file to load (its metadata gives the model configuration).")
+    var weights: String?
 
     @Option(name: .customLong("weights-seed"), help: "CPU engine: seed of the model's deterministic weights.")
     var weightsSeed: UInt64 = 0
@@ -127,7 +134,11 @@ struct ServeCommand: AsyncParsableCommand {
             guard workers >= 1 && workers <= GPUSet.capacity else {
                 throw UserError("--workers must be in 1...\(GPUSet.capacity), got \(workers)")
             }
-            let options = try userFacing { try WorkerPool.Options(workers: workers, model: model, seed: weightsSeed) }
+            let choice = try chooseModel(model: model, weights: weights)
+            let options = try userFacing {
+                try WorkerPool.Options(
+                    workers: workers, model: choice.model, seed: weightsSeed, weights: choice.weights)
+            }
             let pool = try userFacing { try WorkerPool(options: options) }
             log(
                 "workers: \(pool.workerCount), OpenBLAS core: \(Set(pool.coreNames).sorted().joined(separator: ",")), "

@@ -131,7 +131,7 @@ func relativeError(_ a: [Float], _ b: [Float]) -> Float {
     @Test func ropeMatchesComplexRotation() {
         let headDim = 16
         let heads = 2
-        let positions = [(row: 0, col: 0), (row: 3, col: 5), (row: 7, col: 1)]
+        let positions: [(row: Double, col: Double)] = [(0, 0), (3, 5), (7, 1), (2.75, 0.5)]
         let ld = heads * headDim
         var x = randomValues(positions.count * ld, seed: 17)
         let original = x

@@ -12,6 +12,19 @@ func makeTinyPool(workers: Int) throws -> WorkerPool {
     )
 }
 
+/// The pool and in-process reference of the tiny model (`scenes` false) or of
+/// ``tinySceneModel`` loaded by the workers from a weights file (`scenes` true); `cleanup`
+/// removes the file.
+func makePool(workers: Int, scenes: Bool) throws -> (pool: WorkerPool, reference: LocalEngine, cleanup: () -> Void) {
+    guard scenes else { return (try makeTinyPool(workers: workers), LocalEngine(model: tinyModel), {}) }
+    let path = try writeTinySceneWeights()
+    let pool = try WorkerPool(
+        options: WorkerPool.Options(
+            workers: workers, model: "tiny", seed: 0, weights: path, maxImageTokens: 256, heapBytes: 16 << 20))
+    #expect(pool.config == tinySceneConfig)
+    return (pool, LocalEngine(model: tinySceneModel), { try? FileManager.default.removeItem(atPath: path) })
+}
+
 final class Box<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: T
@@ -37,12 +50,15 @@ final class Box<T>: @unchecked Sendable {
 
     /// Random prompts, sizes and degree plans (degree changing every step, groups on rotating and
     /// scattered workers) give the degree-1 latent.
-    @Test func poolMatchesDegreeOneForRandomPlans() throws {
-        let pool = try makeTinyPool(workers: 3)
-        defer { pool.shutdown() }
-        let reference = LocalEngine(model: tinyModel)
+    /// Also for the scene options (words, x-prediction, canvas RoPE) on weights from a file.
+    @Test(arguments: [false, true]) func poolMatchesDegreeOneForRandomPlans(scenes: Bool) throws {
+        let (pool, reference, cleanup) = try makePool(workers: 3, scenes: scenes)
+        defer {
+            pool.shutdown()
+            cleanup()
+        }
         var rng = SplitMix64(seed: 2024)
-        let words = ["fox", "river", "neon", "castle", "rain", "a", "quiet", "glass", "tower", "of", "moss"]
+        let words = ["fox", "river", "red", "castle", "circle", "a", "quiet", "white", "tower", "on", "background"]
         for trial in 0..<6 {
             let prompt = (0..<(1 + Int(rng.next() % 6))).map { _ in words[Int(rng.next() % UInt64(words.count))] }
                 .joined(separator: " ")
@@ -89,10 +105,12 @@ final class Box<T>: @unchecked Sendable {
     /// latent; the failed request keeps the latent of its last completed step and finishes on
     /// other workers with the right latent; the pool (with a replacement worker) serves the next
     /// request correctly.
-    @Test func workerDeathIsReportedAndThePoolRecovers() throws {
-        let pool = try makeTinyPool(workers: 3)
-        defer { pool.shutdown() }
-        let reference = LocalEngine(model: tinyModel)
+    @Test(arguments: [false, true]) func workerDeathIsReportedAndThePoolRecovers(scenes: Bool) throws {
+        let (pool, reference, cleanup) = try makePool(workers: 3, scenes: scenes)
+        defer {
+            pool.shutdown()
+            cleanup()
+        }
         let pids = pool.pids
         let other = GenerationRequest(prompt: "unrelated request", width: 64, height: 64, steps: 12, seed: 5)
         let victim = GenerationRequest(

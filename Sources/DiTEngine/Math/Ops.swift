@@ -241,7 +241,7 @@ public enum Ops {
     /// Rotary position tables for 2D positions: for each token, `headDim / 2` (cos, sin) pairs;
     /// the first half of a head's dimensions rotates with the row, the second with the column.
     public static func rope2DTable(
-        rows positions: [(row: Int, col: Int)], headDim: Int, theta: Float = 10_000
+        rows positions: [(row: Double, col: Double)], headDim: Int, theta: Float = 10_000
     ) -> (cos: [Float], sin: [Float]) {
         let pairs = headDim / 2
         let perAxis = pairs / 2
@@ -250,8 +250,8 @@ public enum Ops {
         for (t, pos) in positions.enumerated() {
             for i in 0..<perAxis {
                 let freq = Foundation.pow(Double(theta), -Double(2 * i) / Double(headDim / 2))
-                let a = Double(pos.row) * freq
-                let b = Double(pos.col) * freq
+                let a = pos.row * freq
+                let b = pos.col * freq
                 cosT[t * pairs + i] = Float(Foundation.cos(a))
                 sinT[t * pairs + i] = Float(Foundation.sin(a))
                 cosT[t * pairs + perAxis + i] = Float(Foundation.cos(b))

@@ -12,7 +12,8 @@ struct Shards {
 }
 
 extension DiTModel {
-    /// One Euler step `x ← x + (tNext − t) · v(x, t)` for the image tokens of this rank.
+    /// One Euler step `x ← x + (tNext − t) · v(x, t)` for the image tokens of this rank (`v` is the
+    /// network output, or `(x − x̂) / t` for a model predicting the clean image `x̂`).
     ///
     /// - Parameters:
     ///   - context: this rank's group; its slot A must hold `geometry.tokens × 3 · hidden` floats
@@ -38,7 +39,7 @@ extension DiTModel {
         let patch = config.patchDim
 
         let vec = conditioning(t: t, pooled: pooled)
-        let positions = imgR.map { (row: $0 / geometry.columns, col: $0 % geometry.columns) }
+        let positions = imgR.map { config.ropePosition(token: $0, geometry: geometry) }
         let (cosT, sinT) = Ops.rope2DTable(rows: positions, headDim: hd, theta: config.ropeTheta)
 
         // x holds this rank's tokens: its text rows, then its image rows.
@@ -121,12 +122,20 @@ extension DiTModel {
         finalMod(vec.p, rows: 1, out: mod.p)
         Ops.layerNorm(x.p + tr * d, rows: ir, dim: d, ld: d, out: xn.p, ldo: d)
         Ops.modulate(xn.p, rows: ir, dim: d, ld: d, shift: mod.p, scale: mod.p + d)
-        let velocity = Buffer(ir * patch)
-        finalLinear(xn.p, rows: ir, out: velocity.p)
+        let prediction = Buffer(ir * patch)
+        finalLinear(xn.p, rows: ir, out: prediction.p)
         let dt = tNext - t
         let mine = latent + imgR.lowerBound * patch
         let out = output + imgR.lowerBound * patch
-        for i in 0..<(ir * patch) { out[i] = mine[i] + dt * velocity.p[i] }
+        switch config.prediction {
+        case .velocity:
+            for i in 0..<(ir * patch) { out[i] = mine[i] + dt * prediction.p[i] }
+        case .x:
+            // v = (x_t − x̂) / t makes the Euler step x_next = r·x_t + (1 − r)·x̂ with r = t_next / t,
+            // element by element on this rank's own rows.
+            let r = tNext / t
+            for i in 0..<(ir * patch) { out[i] = r * mine[i] + (1 - r) * prediction.p[i] }
+        }
         // No rank leaves (and may start other work that reuses its slots) while a peer can still
         // be reading them.
         try context.barrier()

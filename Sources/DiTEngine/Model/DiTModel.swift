@@ -73,6 +73,8 @@ public final class DiTModel: @unchecked Sendable {
     let vectorIn: (Linear, Linear)
     let finalMod: Linear
     let finalLinear: Linear
+    /// Word → token id of the `words` tokenizer.
+    let wordIds: [String: Int]
 
     public init(weights: Weights) throws {
         try weights.config.validate()
@@ -99,6 +101,9 @@ public final class DiTModel: @unchecked Sendable {
         vectorIn = (Linear(w, "vector_in.in"), Linear(w, "vector_in.out"))
         finalMod = Linear(w, "final.mod")
         finalLinear = Linear(w, "final.linear")
+        var ids: [String: Int] = [:]
+        for (i, word) in config.vocabulary.enumerated() where ids[word] == nil { ids[word] = i + 1 }
+        wordIds = ids
     }
 
     /// A model with seeded weights.
@@ -109,9 +114,33 @@ public final class DiTModel: @unchecked Sendable {
 
     // MARK: Text encoder
 
-    /// Token ids of a prompt: a start token (256), then its UTF-8 bytes, truncated.
+    /// Token ids of a prompt, truncated to `maxTextTokens`: with the `bytes` tokenizer a start
+    /// token (256), then its UTF-8 bytes; with `words` a start token (0), then the ids of its known
+    /// words (see ``DiTModel/words(_:)``; unknown words are dropped).
     public func tokenize(_ prompt: String) -> [Int] {
-        Array(([256] + prompt.utf8.map(Int.init)).prefix(config.maxTextTokens))
+        switch config.tokenizer {
+        case .bytes:
+            return Array(([256] + prompt.utf8.map(Int.init)).prefix(config.maxTextTokens))
+        case .words:
+            return Array(([0] + DiTModel.words(prompt).compactMap { wordIds[$0] }).prefix(config.maxTextTokens))
+        }
+    }
+
+    /// The words of a prompt: lower-cased, split on every character that is not an ASCII letter
+    /// or digit.
+    public static func words(_ text: String) -> [String] {
+        var result: [String] = []
+        var current = ""
+        for ch in text.lowercased().unicodeScalars {
+            if ch.isASCII, ("a"..."z").contains(ch) || ("0"..."9").contains(ch) {
+                current.unicodeScalars.append(ch)
+            } else if !current.isEmpty {
+                result.append(current)
+                current = ""
+            }
+        }
+        if !current.isEmpty { result.append(current) }
+        return result
     }
 
     /// The text encoder's per-token output (`tokens × textHidden`) and pooled vector (their mean).

@@ -21,11 +21,48 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// Width of the sinusoidal timestep embedding.
     public var timeEmbedding: Int
     public var ropeTheta: Float
+    /// How prompts become token ids.
+    public var tokenizer: Tokenizer
+    /// The words the `words` tokenizer knows (word i has id i + 1; id 0 is the start token).
+    public var vocabulary: [String]
+    /// What the network's output is.
+    public var prediction: Prediction
+    /// Where RoPE places image tokens.
+    public var ropePositions: RopePositions
+    /// The canvas extent (in RoPE position units) of `canvas` positions.
+    public var ropeCanvas: Float
+
+    /// How prompts become token ids.
+    public enum Tokenizer: String, Codable, Sendable {
+        /// A start token (256), then the prompt's UTF-8 bytes (vocabulary 257).
+        case bytes
+        /// A start token (0), then the ids of the prompt's known words (lower-cased, split on every
+        /// character that is not an ASCII letter or digit; unknown words dropped).
+        case words
+    }
+
+    /// What the network predicts.
+    public enum Prediction: String, Codable, Sendable {
+        /// The velocity `noise − image`.
+        case velocity
+        /// The clean image `x̂`; the step uses the velocity `(x_t − x̂) / t`.
+        case x
+    }
+
+    /// Image token positions of RoPE.
+    public enum RopePositions: String, Codable, Sendable {
+        /// The integer row and column of the token grid.
+        case grid
+        /// `(row + 0.5) · ropeCanvas / rows` and `(col + 0.5) · ropeCanvas / columns`: the same
+        /// place on the canvas has the same angle at every resolution.
+        case canvas
+    }
 
     public init(
         name: String, hidden: Int, heads: Int, doubleBlocks: Int, singleBlocks: Int, mlpRatio: Int = 4,
         patchSize: Int, channels: Int = 3, textHidden: Int, textHeads: Int, textLayers: Int, maxTextTokens: Int,
-        timeEmbedding: Int = 256, ropeTheta: Float = 10_000
+        timeEmbedding: Int = 256, ropeTheta: Float = 10_000, tokenizer: Tokenizer = .bytes, vocabulary: [String] = [],
+        prediction: Prediction = .velocity, ropePositions: RopePositions = .grid, ropeCanvas: Float = 16
     ) {
         self.name = name
         self.hidden = hidden
@@ -41,6 +78,41 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.maxTextTokens = maxTextTokens
         self.timeEmbedding = timeEmbedding
         self.ropeTheta = ropeTheta
+        self.tokenizer = tokenizer
+        self.vocabulary = vocabulary
+        self.prediction = prediction
+        self.ropePositions = ropePositions
+        self.ropeCanvas = ropeCanvas
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, hidden, heads, doubleBlocks, singleBlocks, mlpRatio, patchSize, channels, textHidden, textHeads
+        case textLayers, maxTextTokens, timeEmbedding, ropeTheta, tokenizer, vocabulary, prediction, ropePositions
+        case ropeCanvas
+    }
+
+    /// Decodes a configuration; fields added after the first format default to the behaviour
+    /// before them (bytes tokenizer, velocity prediction, grid positions).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try c.decode(String.self, forKey: .name), hidden: try c.decode(Int.self, forKey: .hidden),
+            heads: try c.decode(Int.self, forKey: .heads), doubleBlocks: try c.decode(Int.self, forKey: .doubleBlocks),
+            singleBlocks: try c.decode(Int.self, forKey: .singleBlocks),
+            mlpRatio: try c.decodeIfPresent(Int.self, forKey: .mlpRatio) ?? 4,
+            patchSize: try c.decode(Int.self, forKey: .patchSize),
+            channels: try c.decodeIfPresent(Int.self, forKey: .channels) ?? 3,
+            textHidden: try c.decode(Int.self, forKey: .textHidden),
+            textHeads: try c.decode(Int.self, forKey: .textHeads),
+            textLayers: try c.decode(Int.self, forKey: .textLayers),
+            maxTextTokens: try c.decode(Int.self, forKey: .maxTextTokens),
+            timeEmbedding: try c.decodeIfPresent(Int.self, forKey: .timeEmbedding) ?? 256,
+            ropeTheta: try c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? 10_000,
+            tokenizer: try c.decodeIfPresent(Tokenizer.self, forKey: .tokenizer) ?? .bytes,
+            vocabulary: try c.decodeIfPresent([String].self, forKey: .vocabulary) ?? [],
+            prediction: try c.decodeIfPresent(Prediction.self, forKey: .prediction) ?? .velocity,
+            ropePositions: try c.decodeIfPresent(RopePositions.self, forKey: .ropePositions) ?? .grid,
+            ropeCanvas: try c.decodeIfPresent(Float.self, forKey: .ropeCanvas) ?? 16)
     }
 
     /// For tests: 32 wide, 4 heads, one block of each kind, 8-pixel patches.
@@ -60,8 +132,14 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var mlpHidden: Int { hidden * mlpRatio }
     /// Values in one patch token.
     public var patchDim: Int { channels * patchSize * patchSize }
-    /// Text vocabulary: 256 byte values and the start token.
-    public var vocabulary: Int { 257 }
+    /// Rows of the text embedding: 256 byte values and the start token, or the start token and
+    /// the vocabulary's words.
+    public var textVocabularySize: Int {
+        switch tokenizer {
+        case .bytes: 257
+        case .words: vocabulary.count + 1
+        }
+    }
 
     /// Checks the sizes fit together.
     public func validate() throws(EngineError) {
@@ -77,6 +155,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         guard doubleBlocks >= 0, singleBlocks >= 0, doubleBlocks + singleBlocks > 0, textLayers >= 0 else {
             throw .invalidModel("needs at least one transformer block")
         }
+        guard tokenizer == .bytes || !vocabulary.isEmpty else {
+            throw .invalidModel("the words tokenizer needs a non-empty vocabulary")
+        }
+        guard ropeCanvas > 0, ropeCanvas.isFinite else {
+            throw .invalidModel("ropeCanvas must be a positive number, got \(ropeCanvas)")
+        }
     }
 
     /// The image token grid (columns, rows) of a size, or an error naming the allowed sizes.
@@ -87,6 +171,22 @@ public struct ModelConfig: Codable, Sendable, Equatable {
                     + "width and height must be positive multiples of \(patchSize)")
         }
         return (width / patchSize, height / patchSize)
+    }
+
+    /// The RoPE (row, column) position of image token `token` (row-major in the grid).
+    public func ropePosition(token: Int, geometry: SequenceGeometry) -> (row: Double, col: Double) {
+        let row = token / geometry.columns
+        let col = token % geometry.columns
+        switch ropePositions {
+        case .grid:
+            return (Double(row), Double(col))
+        case .canvas:
+            let canvas = Double(ropeCanvas)
+            return (
+                (Double(row) + 0.5) * canvas / Double(geometry.rows),
+                (Double(col) + 0.5) * canvas / Double(geometry.columns)
+            )
+        }
     }
 
     /// Every parameter tensor with its shape, in a fixed order (linear weights are
@@ -103,7 +203,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         let d = hidden
         let t = textHidden
-        list.append(("text.embed", [vocabulary, t]))
+        list.append(("text.embed", [textVocabularySize, t]))
         list.append(("text.position", [maxTextTokens, t]))
         for i in 0..<textLayers {
             let p = "text.layers.\(i)"

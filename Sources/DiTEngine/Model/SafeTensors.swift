@@ -74,8 +74,47 @@ public enum SafeTensors {
     }
 }
 
+extension SafeTensors {
+    /// The `__metadata__` of a safetensors file, reading only its header.
+    public static func metadata(path: String) throws -> [String: String] {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw EngineError.weights("cannot open weights file '\(path)'")
+        }
+        defer { try? handle.close() }
+        let prefix = (try? handle.read(upToCount: 8)) ?? Data()
+        guard prefix.count == 8 else { throw EngineError.weights("\(path) is not a safetensors file (too short)") }
+        let length = prefix.enumerated().reduce(UInt64(0)) { $0 | (UInt64($1.element) << (8 * UInt64($1.offset))) }
+        guard length < 1 << 30, let headerData = try? handle.read(upToCount: Int(length)),
+            headerData.count == Int(length),
+            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
+        else { throw EngineError.weights("\(path) has no readable safetensors header") }
+        return (header["__metadata__"] as? [String: String]) ?? [:]
+    }
+}
+
+extension ModelConfig {
+    /// The metadata key of the configuration JSON in a weights file.
+    public static let metadataKey = "tetriserve.config"
+
+    /// The configuration stored in a weights file's metadata (`tetriserve.config`, or the older
+    /// `config`), nil when it has none.
+    public static func stored(in metadata: [String: String], path: String) throws -> ModelConfig? {
+        guard let text = metadata[metadataKey] ?? metadata["config"] else { return nil }
+        do {
+            return try JSONDecoder().decode(ModelConfig.self, from: Data(text.utf8))
+        } catch {
+            throw EngineError.weights("\(path): metadata '\(metadataKey)' is not a model configuration: \(error)")
+        }
+    }
+
+    /// The configuration of a weights file (read from its header only).
+    public static func stored(inWeightsFile path: String) throws -> ModelConfig? {
+        try stored(in: SafeTensors.metadata(path: path), path: path)
+    }
+}
+
 extension Weights {
-    /// Writes the weights and their configuration (metadata key `config`) as safetensors.
+    /// Writes the weights and their configuration (metadata key `tetriserve.config`) as safetensors.
     public func save(to path: String) throws {
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         let list = names.map { name in
@@ -86,20 +125,23 @@ extension Weights {
             )
         }
         let data = try SafeTensors.encode(
-            tensors: list, metadata: ["config": configJSON, "format": "tetriserve-mmdit"])
+            tensors: list, metadata: [ModelConfig.metadataKey: configJSON, "format": "tetriserve-mmdit"])
         try data.write(to: URL(fileURLWithPath: path))
     }
 
-    /// Reads weights written by ``save(to:)`` (or any safetensors file with the same tensor names;
-    /// then `config` must be given).
-    public static func load(from path: String, config: ModelConfig? = nil) throws -> Weights {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let (tensors, metadata) = try SafeTensors.decode(data)
-        var resolved = config
-        if resolved == nil, let text = metadata["config"] {
-            resolved = try JSONDecoder().decode(ModelConfig.self, from: Data(text.utf8))
+    /// Reads weights written by ``save(to:)``: the configuration comes from the file's metadata;
+    /// `fallback` is used only for a file without one (or the load fails naming the problem).
+    public static func load(from path: String, fallback: ModelConfig? = nil) throws -> Weights {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw EngineError.weights("cannot read weights file '\(path)': \(error.localizedDescription)")
         }
-        guard let resolved else { throw EngineError.weights("\(path) has no 'config' metadata; name the model") }
+        let (tensors, metadata) = try SafeTensors.decode(data)
+        guard let resolved = try ModelConfig.stored(in: metadata, path: path) ?? fallback else {
+            throw EngineError.weights("\(path) has no '\(ModelConfig.metadataKey)' metadata; name the model")
+        }
         try resolved.validate()
         return try Weights(config: resolved, tensors: tensors)
     }

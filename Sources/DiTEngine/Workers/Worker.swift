@@ -100,11 +100,11 @@ public enum Worker {
         }
     }
 
-    /// A model by name with seeded weights, or from a safetensors file.
+    /// A model by name with seeded weights, or from a safetensors file (configured by its
+    /// metadata; the named configuration only for a file without one).
     public static func loadModel(name: String, seed: UInt64, weights: String?) throws -> DiTModel {
         if let weights {
-            let config = ModelConfig.named[name]
-            return try DiTModel(weights: Weights.load(from: weights, config: config))
+            return try DiTModel(weights: Weights.load(from: weights, fallback: ModelConfig.named[name]))
         }
         guard let config = ModelConfig.named[name] else {
             throw EngineError.invalidModel(

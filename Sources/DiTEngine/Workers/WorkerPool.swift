@@ -35,7 +35,8 @@ public final class WorkerPool: @unchecked Sendable {
             self.model = model
             self.seed = seed
             self.weights = weights
-            let config = ModelConfig.named[model] ?? .small
+            let config =
+                try weights.flatMap { try ModelConfig.stored(inWeightsFile: $0) } ?? ModelConfig.named[model] ?? .small
             self.maxImageTokens = maxImageTokens ?? (config.patchSize >= 16 ? 4096 : 1024)
             self.heapBytes = heapBytes
             self.executable = try executable ?? WorkerPool.locateExecutable()
@@ -68,7 +69,10 @@ public final class WorkerPool: @unchecked Sendable {
     /// Starts the workers and waits until each has answered with its OpenBLAS core.
     public init(options: Options) throws {
         tsv_ignore_sigpipe()
-        guard let config = ModelConfig.named[options.model] else {
+        guard
+            let config = try options.weights.flatMap({ try ModelConfig.stored(inWeightsFile: $0) })
+                ?? ModelConfig.named[options.model]
+        else {
             throw EngineError.invalidModel(
                 "unknown model '\(options.model)'; choose one of \(ModelConfig.named.keys.sorted().joined(separator: ", "))"
             )

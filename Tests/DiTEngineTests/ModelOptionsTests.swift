@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+import TetriCore
+
+@testable import DiTEngine
+
+/// The tiny model with the options of a scene model: word tokenizer, x-prediction, canvas RoPE.
+let tinySceneConfig: ModelConfig = {
+    var config = ModelConfig.tiny
+    config.name = "tiny-scenes"
+    config.tokenizer = .words
+    config.vocabulary = ["a", "red", "blue", "circle", "square", "on", "white", "background", "top", "left"]
+    config.prediction = .x
+    config.ropePositions = .canvas
+    config.ropeCanvas = 4
+    return config
+}()
+
+let tinySceneModel = try! DiTModel(config: tinySceneConfig, seed: 42)
+
+/// Writes ``tinySceneModel``'s weights to a fresh temporary file (the caller removes it).
+func writeTinySceneWeights() throws -> String {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("tiny-scenes-\(getpid())-\(UUID().uuidString).safetensors").path
+    try tinySceneModel.weights.save(to: path)
+    return path
+}
+
+@Suite struct ModelOptionsTests {
+    @Test func namedConfigurationsKeepTheirBehaviour() throws {
+        for config in [ModelConfig.tiny, .small] {
+            #expect(config.tokenizer == .bytes && config.prediction == .velocity && config.ropePositions == .grid)
+            #expect(config.textVocabularySize == 257)
+            let decoded = try JSONDecoder().decode(ModelConfig.self, from: JSONEncoder().encode(config))
+            #expect(decoded == config)
+        }
+        // A configuration written before the options existed decodes with today's behaviour.
+        let old = """
+            {"name":"old","hidden":32,"heads":4,"doubleBlocks":1,"singleBlocks":1,"mlpRatio":4,"patchSize":8,
+            "channels":3,"textHidden":32,"textHeads":2,"textLayers":1,"maxTextTokens":16,"timeEmbedding":32,
+            "ropeTheta":10000}
+            """
+        var want = ModelConfig.tiny
+        want.name = "old"
+        #expect(try JSONDecoder().decode(ModelConfig.self, from: Data(old.utf8)) == want)
+    }
+
+    @Test func configurationTravelsInTheSafetensorsMetadata() throws {
+        let path = try writeTinySceneWeights()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let metadata = try SafeTensors.metadata(path: path)
+        let json = try #require(metadata["tetriserve.config"])
+        #expect(try JSONDecoder().decode(ModelConfig.self, from: Data(json.utf8)) == tinySceneConfig)
+        #expect(try ModelConfig.stored(inWeightsFile: path) == tinySceneConfig)
+        // The file's configuration wins over a fallback; the fallback serves files without one.
+        let loaded = try Weights.load(from: path, fallback: .tiny)
+        #expect(loaded.config == tinySceneConfig)
+        #expect(loaded.isIdentical(to: tinySceneModel.weights))
+        #expect(tinySceneModel.weights.layout["text.embed"]!.shape == [11, 32])
+        let model = try Worker.loadModel(name: "small", seed: 0, weights: path)
+        #expect(model.config == tinySceneConfig)
+    }
+
+    @Test func wordTokenizerKeepsKnownWordsAfterTheStartToken() {
+        #expect(tinySceneModel.tokenize("A RED circle, on purple!") == [0, 1, 2, 4, 6])
+        #expect(tinySceneModel.tokenize("") == [0])
+        #expect(tinySceneModel.tokenize("top-left  white_background") == [0, 9, 10, 7, 8])
+        let long = String(repeating: "red ", count: 40)
+        #expect(tinySceneModel.tokenize(long) == [0] + Array(repeating: 2, count: 15))
+        #expect(DiTModel.words("Top-left2 é x") == ["top", "left2", "x"])
+    }
+
+    @Test func canvasPositionsAreFractionsOfTheCanvas() {
+        let geometry = SequenceGeometry(textTokens: 3, columns: 4, rows: 2)
+        let p = (0..<8).map { tinySceneConfig.ropePosition(token: $0, geometry: geometry) }
+        #expect(p[0] == (row: 1, col: 0.5))
+        #expect(p[5] == (row: 3, col: 1.5))
+        // The same place on a canvas twice as fine gets the same position.
+        let fine = SequenceGeometry(textTokens: 3, columns: 8, rows: 4)
+        let q = tinySceneConfig.ropePosition(token: 1 * 8 + 2, geometry: fine)
+        #expect(q == (row: 1.5, col: 1.25))
+        #expect(ModelConfig.tiny.ropePosition(token: 5, geometry: geometry) == (row: 1, col: 1))
+    }
+
+    /// With one step from t = 1 to 0 the x-prediction model's image is its network output, and
+    /// the velocity model on the same weights moves the noise by minus that output's velocity:
+    /// the two are tied by x̂ = x₁ − v.
+    @Test func xPredictionTurnsTheOutputIntoVelocity() throws {
+        var velocityConfig = tinySceneConfig
+        velocityConfig.prediction = .velocity
+        let velocityModel = try DiTModel(config: velocityConfig, seed: 42)
+        let request = GenerationRequest(prompt: "a red circle", width: 24, height: 16, steps: 1, seed: 3)
+        let noise = Sampler.noise(seed: 3, count: 6 * tinySceneConfig.patchDim)
+        let xImage = try LocalEngine(model: tinySceneModel).generateLatent(request)
+        let vImage = try LocalEngine(model: velocityModel).generateLatent(request)
+        // v-model: x₀ = x₁ − f; x-model: x₀ = x̂ = f.
+        let f = zip(noise, vImage).map { $0 - $1 }
+        #expect(relativeError(xImage, f) <= 1e-5)
+    }
+
+    @Test(arguments: [("1x2,2x1,3x1", 40, 24), ("4x2", 24, 24), ("2x1,5x1,1x1,3x1", 8, 56)])
+    func sceneOptionsKeepDegreeKEqualToDegreeOne(plan: String, width: Int, height: Int) throws {
+        let engine = LocalEngine(model: tinySceneModel)
+        let parsed = try DegreePlan(parsing: plan)
+        let request = GenerationRequest(
+            prompt: "a blue square in the top left on a white background", width: width, height: height,
+            steps: parsed.totalSteps, seed: 77)
+        let reference = try engine.generateLatent(request)
+        #expect(relativeError(try engine.generateLatent(request, plan: parsed), reference) <= 1e-4)
+        #expect(reference != (try LocalEngine(model: tinyModel).generateLatent(request)))
+    }
+
+    @Test func shippedWeightsAreFoundFromTheEnvironmentOrTheExecutable() throws {
+        let fm = FileManager.default
+        let root = fm.temporaryDirectory.appendingPathComponent("locator-\(UUID().uuidString)")
+        defer { try? fm.removeItem(at: root) }
+        let models = root.appendingPathComponent("models")
+        let bin = root.appendingPathComponent(".build/release")
+        try fm.createDirectory(at: models, withIntermediateDirectories: true)
+        try fm.createDirectory(at: bin, withIntermediateDirectories: true)
+        let exe = bin.appendingPathComponent("tetriserve").path
+        #expect(ModelLocator.defaultWeights(environment: [:], executable: exe) == nil)
+        for name in ["scenes-v1.safetensors", "scenes-v2.safetensors", "notes.txt"] {
+            #expect(fm.createFile(atPath: models.appendingPathComponent(name).path, contents: Data()))
+        }
+        let found = try #require(ModelLocator.defaultWeights(environment: [:], executable: exe))
+        #expect(found == models.appendingPathComponent("scenes-v2.safetensors").path)
+        #expect(ModelLocator.modelID(weights: found) == "scenes-v2")
+        // The environment variable comes first: a directory or a file.
+        let other = root.appendingPathComponent("elsewhere")
+        try fm.createDirectory(at: other, withIntermediateDirectories: true)
+        let file = other.appendingPathComponent("mine.safetensors").path
+        #expect(fm.createFile(atPath: file, contents: Data()))
+        #expect(ModelLocator.defaultWeights(environment: ["TETRISERVE_MODELS": other.path], executable: exe) == file)
+        #expect(ModelLocator.defaultWeights(environment: ["TETRISERVE_MODELS": file], executable: exe) == file)
+    }
+}
