@@ -35,7 +35,7 @@ struct GrammarTests {
     }
 
     @Test("Training prompts never use a held-out phrasing; the vocabulary covers every training word")
-    func heldOut() {
+    func heldOut() throws {
         let heldOutWords = Set(Grammar.heldOutPhrasings.flatMap { Grammar.words($0.template) })
         let trainingWords = Set(Grammar.trainingPhrasings.flatMap { Grammar.words($0.template) })
         let onlyHeldOut = heldOutWords.subtracting(trainingWords).subtracting(["size", "color", "shape", "bg"])
