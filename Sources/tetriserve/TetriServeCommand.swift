@@ -17,7 +17,7 @@ struct TetriServeCommand: AsyncParsableCommand {
             ServeCommand.self,
             LoadgenCommand.self,
             GenerateCommand.self, ProfileCommand.self, WorkerCommand.self,
-            DatasetCommand.self,
+            DatasetCommand.self, EvalCommand.self,
         ]
     )
 }

@@ -31,7 +31,7 @@ struct GrammarTests {
         var rng = SceneRandom(seed: 1)
         let scene = Scene(shape: .ring, color: .orange, size: .small, position: .left, background: .black)
         let prompt = Grammar.prompt(scene, phrasing: Grammar.phrasings[2], using: &rng)
-        #expect(prompt == "an orange ring, small, left, on a black background")
+        #expect(prompt == "an orange ring, little, left, on a black background")
     }
 
     @Test("Training prompts never use a held-out phrasing; the vocabulary covers every training word")
