@@ -3,17 +3,21 @@ its weights for the Swift engine.
 
 Flow matching with x-prediction: x_t = (1 - t) x0 + t eps (t = 1 is noise), the network predicts
 the clean image x0 in patch space, and the loss is the velocity error that prediction implies,
-|(x_t - x0_hat)/t - (eps - x0)|^2 = |x0 - x0_hat|^2 / t^2 (t clamped at 0.05 in the division).
-t is logit-normal (mean 0.5, sd 1), matching the sampler's shifted schedule. AdamW with linear
-warm-up and cosine decay; an exponential moving average of the weights is what gets exported.
+|(x_t - x0_hat)/t - (eps - x0)|^2 = |x0 - x0_hat|^2 / t^2, with t clamped in the division (at
+0.05, and from `--high-t-from` on at `--t-clamp`). t is logit-normal (mean 0.5, sd 1), matching
+the sampler's shifted schedule; from `--high-t-from` on a share of each batch is drawn from
+[0.9, 1], where only the prompt can tell the model what to draw. AdamW with linear warm-up and
+cosine decay; an exponential moving average of the weights is what gets exported.
 
 Each step draws one resolution class (batches of one size), so the model sees every class; RoPE
 uses canvas positions, so a place on the canvas has the same angle at every size.
 
 Example (the shipped model; see docs/model.md):
 
-    python training/train.py --data 64=data/d64,128=data/d128,256=data/d256 \
-        --mix 64:3,128:4,256:1 --steps 2400 --out models/scenes-v1.safetensors
+    python training/train.py --data 64=training/data/d64,128=training/data/d128 --steps 2000 \
+        --out models/scenes-v1.safetensors
+
+(training/README.md has the exact command of the shipped weights.)
 """
 
 from __future__ import annotations
