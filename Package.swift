@@ -67,6 +67,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ScenesTests", dependencies: ["Scenes"]),
-        .testTarget(name: "DiTEngineTests", dependencies: ["DiTEngine", "TetriCore", "CZlib"]),
+        .testTarget(
+            name: "DiTEngineTests", dependencies: ["DiTEngine", "TetriCore", "CZlib"], exclude: ["Fixtures"]),
     ]
 )
