@@ -144,6 +144,7 @@ def main():
     ap.add_argument("--run-dir", default="", help="loss CSV/SVG and checkpoints (default: training/runs/NAME)")
     ap.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
     ap.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
+    ap.add_argument("--init", default="", help="start from these weights (safetensors) with a fresh optimizer and schedule")
     ap.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     args = ap.parse_args()
 
@@ -241,6 +242,12 @@ def main():
         print(f"resumed at step {start}", flush=True)
     else:
         params = M.init_params(cfg, jax.random.PRNGKey(args.seed))
+        if args.init:
+            init_cfg, init_params = M.load_safetensors(args.init)
+            if init_cfg.parameter_shapes() != cfg.parameter_shapes():
+                raise SystemExit(f"--init {args.init} has other tensor shapes than this configuration")
+            params = {k: jnp.asarray(init_params[k]) for k in params}
+            print(f"initialised from {args.init}", flush=True)
         ema = jax.tree.map(lambda p: p, params)
         opt_state = opt.init(params)
         start, rows, elapsed0 = 0, [], 0.0
