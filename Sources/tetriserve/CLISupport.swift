@@ -125,3 +125,25 @@ func chooseModel(model: String?, weights: String?) throws -> (model: String, wei
     }
     return ("small", ModelLocator.defaultWeights())
 }
+
+/// The model options of `generate`, `profile` and `eval`: a named configuration with seeded
+/// weights, or a weights file; by default the shipped weights when found.
+struct ModelOptions: ParsableArguments {
+    @Option(
+        help: """
+            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
+            (default: the shipped weights in models/ when found, else small).
+            """)
+    var model: String?
+
+    @Option(
+        name: .customLong("weights-seed"), parsing: .unconditional,
+        help: "Seed of the model's deterministic weights (with --model).")
+    var weightsSeed: UInt64 = 0
+
+    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
+    var weights: String?
+
+    /// The model to run; see ``chooseModel(model:weights:)``.
+    func choose() throws -> (model: String, weights: String?) { try chooseModel(model: model, weights: weights) }
+}

@@ -30,18 +30,7 @@ struct EvalCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the prompts; image i uses noise seed --seed + i.")
     var seed: UInt64 = 0
 
-    @Option(
-        help: """
-            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
-            (default: the shipped weights in models/ when found, else small).
-            """)
-    var model: String?
-
-    @Option(name: .customLong("weights-seed"), help: "Seed of the model's deterministic weights (with --model).")
-    var weightsSeed: UInt64 = 0
-
-    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
-    var weights: String?
+    @OptionGroup var modelOptions: ModelOptions
 
     @Option(help: "Write a contact sheet PNG of the first images at each size with their prompts.")
     var sheet: String?
@@ -56,9 +45,9 @@ struct EvalCommand: ParsableCommand {
         guard prompts > 0 else { throw ValidationError("--prompts must be positive, got \(prompts)") }
         guard steps > 0 else { throw ValidationError("--steps must be positive, got \(steps)") }
         guard sheetCount >= 0 else { throw ValidationError("--sheet-count must be >= 0, got \(sheetCount)") }
-        let choice = try chooseModel(model: model, weights: weights)
+        let choice = try modelOptions.choose()
         let dit = try userFacing {
-            try Worker.loadModel(name: choice.model, seed: weightsSeed, weights: choice.weights)
+            try Worker.loadModel(name: choice.model, seed: modelOptions.weightsSeed, weights: choice.weights)
         }
         let config = dit.config
         let sizes: [Resolution]
@@ -75,7 +64,8 @@ struct EvalCommand: ParsableCommand {
         for r in sizes where !renderer {
             _ = try userFacing { try config.grid(width: r.width, height: r.height) }
         }
-        let source = renderer ? "the renderer" : (choice.weights ?? "\(choice.model) seeded \(weightsSeed)")
+        let source =
+            renderer ? "the renderer" : (choice.weights ?? "\(choice.model) seeded \(modelOptions.weightsSeed)")
         log("eval: \(prompts) prompts x \(sizes.count) sizes, \(steps) steps, images from \(source)")
         let engine = LocalEngine(model: dit)
         let cases = Evaluation.cases(count: prompts, seed: seed)

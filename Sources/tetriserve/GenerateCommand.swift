@@ -27,19 +27,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the initial noise.")
     var seed: UInt64 = 0
 
-    @Option(
-        help: """
-            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
-            (default: the shipped weights in models/ when found, else small).
-            """)
-    var model: String?
-
-    @Option(
-        name: .customLong("weights-seed"), parsing: .unconditional, help: "Seed of the model's deterministic weights.")
-    var weightsSeed: UInt64 = 0
-
-    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
-    var weights: String?
+    @OptionGroup var modelOptions: ModelOptions
 
     @Option(
         help:
@@ -69,7 +57,7 @@ struct GenerateCommand: ParsableCommand {
         if let workers, workers < plan.maxDegree {
             throw ValidationError("--workers is \(workers) but --plan needs \(plan.maxDegree)")
         }
-        let choice = try chooseModel(model: model, weights: weights)
+        let choice = try modelOptions.choose()
         let config = try userFacing {
             try choice.weights.flatMap { try ModelConfig.stored(inWeightsFile: $0) } ?? ModelConfig.named[choice.model]!
         }
@@ -93,10 +81,11 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let resolution = Resolution(parsing: size)!
         let plan = try degreePlan()
-        let choice = try chooseModel(model: model, weights: weights)
+        let choice = try modelOptions.choose()
         let options = try userFacing {
             try WorkerPool.Options(
-                workers: workers ?? plan.maxDegree, model: choice.model, seed: weightsSeed, weights: choice.weights,
+                workers: workers ?? plan.maxDegree, model: choice.model, seed: modelOptions.weightsSeed,
+                weights: choice.weights,
                 maxImageTokens: nil)
         }
         let pool = try userFacing { try WorkerPool(options: options) }

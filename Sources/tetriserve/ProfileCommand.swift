@@ -24,19 +24,7 @@ struct ProfileCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Worker processes (one per core).")
     var workers: Int = 2
 
-    @Option(
-        help: """
-            Model configuration with seeded weights: \(ModelConfig.named.keys.sorted().joined(separator: ", ")) \
-            (default: the shipped weights in models/ when found, else small).
-            """)
-    var model: String?
-
-    @Option(help: "Safetensors weights file to load (its metadata gives the model configuration).")
-    var weights: String?
-
-    @Option(
-        name: .customLong("weights-seed"), parsing: .unconditional, help: "Seed of the model's deterministic weights.")
-    var weightsSeed: UInt64 = 0
+    @OptionGroup var modelOptions: ModelOptions
 
     @Option(parsing: .unconditional, help: "Warm-up steps before measuring each class and degree.")
     var warmup: Int = 2
@@ -158,9 +146,10 @@ struct ProfileCommand: ParsableCommand {
                 "warning: load average \(String(format: "%.2f", average)) on \(cores) cores before profiling: other "
                     + "processes compete with the \(workers) workers, so steps may run slow or unevenly")
         }
-        let choice = try chooseModel(model: model, weights: weights)
+        let choice = try modelOptions.choose()
         let options = try userFacing {
-            try WorkerPool.Options(workers: workers, model: choice.model, seed: weightsSeed, weights: choice.weights)
+            try WorkerPool.Options(
+                workers: workers, model: choice.model, seed: modelOptions.weightsSeed, weights: choice.weights)
         }
         let pool = try userFacing { try WorkerPool(options: options) }
         defer { pool.shutdown() }
