@@ -15,7 +15,7 @@ public enum Server {
         routes: ImageRoutes, host: String, port: Int, logger: Logger, options: HTTPOptions = .init(),
         drainOnShutdown: Bool = true, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
-        let router = Router(options: .autoGenerateHeadEndpoints)
+        let router = Router(context: ServeRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.add(
             middleware: RequestGuard(
                 lifecycle: routes.lifecycle, bindHost: host, allowedHosts: options.allowedHosts, logger: logger))
@@ -24,7 +24,9 @@ public enum Server {
         configuration.availableConnectionsDelegate = MaximumAvailableConnections(options.maxConnections)
         var app = Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: TimeAmount(options.idleTimeout))),
+            server: .http1(
+                configuration: .init(
+                    additionalChannelHandlers: [ConnectionHandler()], idleTimeout: TimeAmount(options.idleTimeout))),
             configuration: configuration,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
             logger: logger)

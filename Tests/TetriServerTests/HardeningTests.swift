@@ -414,6 +414,81 @@ struct DegradedBackend: ExecutionBackend {
         }
     }
 
+    /// A synchronous generation between two pipelined requests: all three are answered, in
+    /// order, and the connection stays open (watching for the client leaving consumes nothing).
+    @Test func pipelinedRequestsAroundASynchronousOneAreAllAnswered() async throws {
+        let app = makeApp(try makeLoop(timeScale: 1000))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let payload = #"{"prompt":"p","size":"256x256","num_inference_steps":4}"#
+            let post =
+                "POST /v1/images/generations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                + "Content-Length: \(payload.utf8.count)\r\n\r\n\(payload)"
+            let get = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            let models = "GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            let text = try rawExchange(port: port, get + post + models + post + get, responses: 5)
+            let responses = parseResponses(Array(text.utf8))
+            #expect(responses.map(\.status) == [200, 200, 200, 200, 200])
+            #expect(responses.count == 5)
+            if responses.count == 5 {
+                #expect(responses[0].body.contains("\"status\""))
+                #expect(responses[1].body.contains("b64_json"))
+                #expect(responses[2].body.contains("\"object\":\"list\""))
+                #expect(responses[3].body.contains("b64_json"))
+                #expect(responses[4].body.contains("\"status\""))
+            }
+            #expect(!text.lowercased().contains("connection: close"))
+        }
+    }
+
+    /// Every answer after which the server closes the connection says `Connection: close`, and the
+    /// connection is then closed (a request sent behind it gets no answer); other errors keep it.
+    @Test func closingAnswersSayConnectionClose() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        var configuration = ServingConfiguration(baseSLO: [1.5, 2, 3, 5])
+        configuration.bodyTimeout = .milliseconds(300)
+        let routes = ImageRoutes(loop: try makeLoop(timeScale: 1000), configuration: configuration)
+        let app = Server.application(routes: routes, host: "127.0.0.1", port: 0, logger: logger)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let get = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+            func post(_ body: String, length: Int? = nil, extra: String = "") -> String {
+                "POST /v1/images/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: \(length ?? body.utf8.count)\r\n\(extra)\r\n\(body)"
+            }
+            let closing: [(String, String, Int)] = [
+                ("413, whole body sent", post(String(repeating: "x", count: 100_000)), 413),
+                ("413, body still to come", post(String(repeating: "x", count: 70_000), length: 10_000_000), 413),
+                ("408, body stalled", post("{\"pro", length: 100), 408),
+                (
+                    "400, bad chunk",
+                    "POST /v1/images/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                        + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", 400
+                ),
+                ("client asked to close", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 200),
+            ]
+            for (name, request, status) in closing {
+                // The request, then one more behind it: only the first is answered, then EOF.
+                let text = try rawExchange(port: port, request + get, responses: 2, timeout: 8)
+                #expect(statusCodes(text) == [status], "\(name)")
+                #expect(text.lowercased().contains("\r\nconnection: close\r\n"), "\(name)")
+                #expect(text.contains("\"error\"") || status == 200, "\(name): OpenAI error shape")
+            }
+            let keeping: [(String, String, Int)] = [
+                ("400, bad JSON", post("{bad"), 400),
+                ("415", post("{}").replacingOccurrences(of: "json", with: "xml"), 415),
+                ("404", "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n", 404),
+                ("403, host", "GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n", 403),
+            ]
+            for (name, request, status) in keeping {
+                let text = try rawExchange(port: port, request + get, responses: 2, timeout: 8)
+                #expect(statusCodes(text) == [status, 200], "\(name)")
+                #expect(!text.lowercased().contains("connection: close"), "\(name)")
+            }
+        }
+    }
+
     @Test func openAIFieldsAreAcceptedWithWarnings() async throws {
         let loop = try makeLoop(timeScale: 1000)
         let app = makeApp(loop)
@@ -484,7 +559,7 @@ struct DegradedBackend: ExecutionBackend {
     @Test func theDocumentAndTheRoutesAgree() async throws {
         let loop = try makeLoop(timeScale: 1000)
         let routes = ImageRoutes(loop: loop, configuration: ServingConfiguration(baseSLO: [1.5, 2, 3, 5]))
-        let registered = routes.add(to: Router())
+        let registered = routes.add(to: Router(context: ServeRequestContext.self))
         let table = Set(ImageRoutes.endpoints.map { "\($0.method.rawValue) \($0.path)" })
         #expect(Set(registered.map { "\($0.method.rawValue) \($0.path)" }) == table)
         #expect(registered.count == ImageRoutes.endpoints.count)

@@ -24,6 +24,13 @@ public struct APIError: Error, HTTPResponseError, CustomStringConvertible {
 
     public var description: String { "\(status.code) \(message)" + (param.map { " (param \($0))" } ?? "") }
 
+    /// The same error, answered with `Connection: close` (the server then closes the connection).
+    func closingConnection() -> APIError {
+        var e = self
+        e.headers[.connection] = "close"
+        return e
+    }
+
     static func invalid(_ param: String, _ message: String) -> APIError {
         APIError(.badRequest, message, param: param)
     }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import TetriCore
 
 /// The HTTP API: OpenAI-shaped image generation, async jobs, models, health and metrics.
@@ -62,15 +63,15 @@ public struct ImageRoutes: Sendable {
 
     /// Registers the routes; returns them as (method, OpenAPI path) in registration order.
     @discardableResult
-    public func add(to router: Router<BasicRequestContext>) -> [(method: HTTPRequest.Method, path: String)] {
+    public func add(to router: Router<ServeRequestContext>) -> [(method: HTTPRequest.Method, path: String)] {
         // First: middleware wraps only the routes added after it.
         if configuration.apiKeys.isEnabled {
-            router.add(middleware: APIKeyMiddleware<BasicRequestContext>(keys: configuration.apiKeys))
+            router.add(middleware: APIKeyMiddleware<ServeRequestContext>(keys: configuration.apiKeys))
         }
         var registered: [(method: HTTPRequest.Method, path: String)] = []
         func on(
             _ method: HTTPRequest.Method, _ path: String,
-            _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response
+            _ handler: @escaping @Sendable (Request, ServeRequestContext) async throws -> Response
         ) {
             router.on(RouterPath(path), method: method, use: handler)
             let openAPIPath =
@@ -79,7 +80,7 @@ public struct ImageRoutes: Sendable {
                 .joined(separator: "/")
             registered.append((method, openAPIPath))
         }
-        on(.post, "v1/images/generations") { request, _ in try await generate(request) }
+        on(.post, "v1/images/generations") { request, context in try await generate(request, context: context) }
         on(.post, "v1/images/jobs") { request, _ in try await createJob(request) }
         on(.get, "v1/images/jobs") { request, _ in try await listJobs(request) }
         on(.get, "v1/images/jobs/:id") { request, context in
@@ -153,7 +154,9 @@ public struct ImageRoutes: Sendable {
 
     // MARK: Handlers
 
-    /// The whole body, at most `maxBodyBytes` (413), within `bodyTimeout` (408).
+    /// The whole body, at most `maxBodyBytes` (413), within `bodyTimeout` (408); a body that is
+    /// not valid HTTP framing (a bad chunk) gets 400. These answers come before the body has been
+    /// read to its end, so they close the connection (`Connection: close`).
     func readBody(_ body: RequestBody) async throws -> Data {
         let limit = configuration.maxBodyBytes
         let timeout = configuration.bodyTimeout
@@ -169,7 +172,11 @@ public struct ImageRoutes: Sendable {
                 return try await group.next()!
             }
         } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "the request body is larger than \(limit) bytes")
+            throw APIError(.contentTooLarge, "the request body is larger than \(limit) bytes").closingConnection()
+        } catch let e as APIError {
+            throw e.closingConnection()
+        } catch let e as HTTPParserError {
+            throw APIError(.badRequest, "the request body is malformed: \(e)", code: "invalid_body").closingConnection()
         }
     }
 
@@ -249,23 +256,24 @@ public struct ImageRoutes: Sendable {
         }
     }
 
-    /// `POST /v1/images/generations`: waits for the images. The client going away cancels its
-    /// jobs (their devices free up at the next step boundary); the connection closes after the
-    /// response, as watching for that consumes the connection's inbound stream.
-    func generate(_ request: Request) async throws -> Response {
-        try await request.body.consumeWithCancellationOnInboundClose { body in
-            let caller = try owner(request)
-            let r = try parse(try await readBody(body), jobs: false)
-            var keys: [String] = []
-            do {
-                for i in 0..<r.n { keys.append(try await submit(r, index: i, owner: caller).snapshot.id) }
-            } catch {
-                for k in keys { _ = await loop.cancel(k, owner: caller) }
-                throw error
-            }
-            let loop = self.loop
-            let ids = keys
-            let results = await withTaskCancellationHandler {
+    /// `POST /v1/images/generations`: waits for the images. The client going away (closing its
+    /// side of the connection) cancels its jobs: their devices free up at the next step boundary.
+    /// The connection is watched by the server's ``ConnectionHandler``, which consumes nothing,
+    /// so requests pipelined behind this one are answered after it, in order.
+    func generate(_ request: Request, context: ServeRequestContext) async throws -> Response {
+        let caller = try owner(request)
+        let r = try parse(try await readBody(request.body), jobs: false)
+        var keys: [String] = []
+        do {
+            for i in 0..<r.n { keys.append(try await submit(r, index: i, owner: caller).snapshot.id) }
+        } catch {
+            for k in keys { _ = await loop.cancel(k, owner: caller) }
+            throw error
+        }
+        let loop = self.loop
+        let ids = keys
+        let wait: @Sendable () async -> [(JobSnapshot, [UInt8]?)] = {
+            await withTaskCancellationHandler {
                 var out: [(JobSnapshot, [UInt8]?)] = []
                 for k in ids { if let s = await loop.result(k, owner: caller) { out.append(s) } }
                 return out
@@ -273,46 +281,63 @@ public struct ImageRoutes: Sendable {
                 // The client went away: free its devices at the next step boundary.
                 Task { for k in ids { _ = await loop.cancel(k, owner: caller) } }
             }
-            let snaps = results.map(\.0)
-            if let failed = snaps.first(where: { $0.status != .succeeded }) {
-                // The job's own error text is for the operator's log; the client gets its kind.
-                if failed.errorCode == "deadline_exceeded" {
-                    throw APIError(
-                        .gatewayTimeout, failed.error ?? "dropped after its deadline", type: "server_error",
-                        code: "deadline_exceeded")
+        }
+        let watch = await context.connectionWatch()
+        let answered = await withTaskGroup(of: [(JobSnapshot, [UInt8]?)]?.self) { group in
+            group.addTask { await wait() }
+            if let watch {
+                group.addTask {
+                    await watch.waitUntilGone()
+                    return nil
                 }
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let results = answered else {
+            // Nobody reads this answer; it names the case in the request log (nginx's 499).
+            throw APIError(
+                HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"),
+                "the client closed the connection; its jobs were cancelled", code: "client_closed")
+        }
+        let snaps = results.map(\.0)
+        if let failed = snaps.first(where: { $0.status != .succeeded }) {
+            // The job's own error text is for the operator's log; the client gets its kind.
+            if failed.errorCode == "deadline_exceeded" {
                 throw APIError(
-                    .internalServerError, "the server failed to generate the image (job \(failed.id))",
+                    .gatewayTimeout, failed.error ?? "dropped after its deadline", type: "server_error",
+                    code: "deadline_exceeded")
+            }
+            throw APIError(
+                .internalServerError, "the server failed to generate the image (job \(failed.id))",
+                type: "server_error", code: "generation_failed")
+        }
+        var data: [[String: Any]] = []
+        for (s, png) in results {
+            guard let png else {
+                throw APIError(
+                    .internalServerError, "the server failed to generate the image (job \(s.id))",
                     type: "server_error", code: "generation_failed")
             }
-            var data: [[String: Any]] = []
-            for (s, png) in results {
-                guard let png else {
-                    throw APIError(
-                        .internalServerError, "the server failed to generate the image (job \(s.id))",
-                        type: "server_error", code: "generation_failed")
-                }
-                var item = timing(s)
-                item["b64_json"] = Data(png).base64EncodedString()
-                item["revised_prompt"] = NSNull()
-                item["seed"] = Int(truncatingIfNeeded: s.job.seed)
-                data.append(item)
-            }
-            var object: [String: Any] = [
-                "created": Int(unixMs(snaps.map(\.arrival).min() ?? 0) / 1000),
-                "data": data,
-                "inference_time_s": snaps.compactMap(\.inferenceSeconds).max() ?? 0,
-                "slo_met": snaps.allSatisfy { $0.sloMet == true },
-                "degree_history": snaps.first.map { history($0) } ?? [],
-            ]
-            if !r.warnings.isEmpty { object["warnings"] = r.warnings }
-            var response = try jsonResponse(object)
-            response.headers[LogHeaders.jobID] = ids.joined(separator: ",")
-            response.headers[LogHeaders.sloMet] = String(snaps.allSatisfy { $0.sloMet == true })
-            // Watching for the client going away consumes the connection's inbound stream.
-            response.headers[.connection] = "close"
-            return response
+            var item = timing(s)
+            item["b64_json"] = Data(png).base64EncodedString()
+            item["revised_prompt"] = NSNull()
+            item["seed"] = Int(truncatingIfNeeded: s.job.seed)
+            data.append(item)
         }
+        var object: [String: Any] = [
+            "created": Int(unixMs(snaps.map(\.arrival).min() ?? 0) / 1000),
+            "data": data,
+            "inference_time_s": snaps.compactMap(\.inferenceSeconds).max() ?? 0,
+            "slo_met": snaps.allSatisfy { $0.sloMet == true },
+            "degree_history": snaps.first.map { history($0) } ?? [],
+        ]
+        if !r.warnings.isEmpty { object["warnings"] = r.warnings }
+        var response = try jsonResponse(object)
+        response.headers[LogHeaders.jobID] = ids.joined(separator: ",")
+        response.headers[LogHeaders.sloMet] = String(snaps.allSatisfy { $0.sloMet == true })
+        return response
     }
 
     func createJob(_ request: Request) async throws -> Response {
