@@ -173,6 +173,76 @@ final class Box<T>: @unchecked Sendable {
         #expect(relativeError(got.latent, try reference.generateLatent(again)) <= 1e-4)
     }
 
+    /// Steps abandoned by the watchdog (a step timeout that passes at once, and a stopped worker
+    /// that is killed and replaced) change nothing: retried on the same groups, the request ends
+    /// with exactly the latent of an undisturbed run, bit for bit.
+    @Test func stepsAbandonedByTheWatchdogLeaveTheLatentUnchanged() throws {
+        let pool = try makeTinyPool(workers: 2)
+        defer { pool.shutdown() }
+        let request = GenerationRequest(prompt: "watchdog", width: 64, height: 96, steps: 10, seed: 4)
+        let groups: [[Int]] = (0..<request.steps).map { [[0, 1], [1], [0], [1, 0]][$0 % 4] }
+        let calm = try pool.begin(request)
+        defer { pool.release(calm) }
+        for g in groups { try pool.run(calm, steps: 1, on: g) }
+        let want = try pool.latent(calm)
+
+        let job = try pool.begin(request)
+        defer { pool.release(job) }
+        var abandoned = 0
+        for (i, g) in groups.enumerated() {
+            if i % 3 == 0 {
+                // The timeout has passed before any worker could answer: the step (or the prompt
+                // encoding before step 0) is abandoned and reported as a failed device.
+                #expect(throws: EngineError.self) { try pool.run(job, steps: 1, on: g, stepTimeout: 0) }
+                #expect(job.stepsDone == i)
+                abandoned += 1
+            }
+            if i == 5 {
+                let pid = pool.pids[g[0]]
+                kill(pid, SIGSTOP)
+                #expect(throws: EngineError.self) { try pool.run(job, steps: 1, on: g, stepTimeout: 0.3) }
+                #expect(pool.pids[g[0]] != pid)
+                #expect(kill(pid, 0) != 0)
+                abandoned += 1
+            }
+            try pool.run(job, steps: 1, on: g)
+        }
+        #expect(abandoned == 5)
+        #expect(job.isFinished)
+        #expect(try pool.latent(job) == want)
+    }
+
+    /// A worker that dies while idle (between commands) is noticed and replaced without waiting
+    /// for a command, and the group it belongs to computes the same latent as before.
+    @Test func anIdleWorkerThatDiesIsReplaced() throws {
+        let pool = try makeTinyPool(workers: 2)
+        defer { pool.shutdown() }
+        let request = GenerationRequest(prompt: "idle death", width: 32, height: 32, steps: 3, seed: 8)
+        let before = try pool.generate(request, plan: .uniform(degree: 2, steps: 3)).latent
+        let pids = pool.pids
+        kill(pids[1], SIGKILL)
+        var replaced = false
+        for _ in 0..<300 {
+            if pool.pids[1] != pids[1] && pool.pids[1] > 0 && pool.unavailableWorkers == 0 {
+                replaced = true
+                break
+            }
+            usleep(20_000)
+        }
+        #expect(replaced)
+        #expect(kill(pids[1], 0) != 0, "the dead worker was reaped")
+        #expect(pool.pids[0] == pids[0])
+        #expect(try pool.generate(request, plan: .uniform(degree: 2, steps: 3)).latent == before)
+        // A command that races the supervisor ends too: it either finds the replacement or
+        // reports the death, and the request then completes.
+        kill(pool.pids[0], SIGKILL)
+        let job = try pool.begin(request)
+        defer { pool.release(job) }
+        do { try pool.run(job, steps: 3, on: [0, 1]) } catch EngineError.workerDied {}
+        try pool.run(job, steps: 3 - job.stepsDone, on: [0, 1])
+        #expect(try pool.latent(job) == before)
+    }
+
     /// Blocks of a request run on different groups through the session API give the degree-1
     /// latent, and the PNG of a finished request decodes to its pixels.
     @Test func blocksOnChangingGroupsMatchDegreeOne() throws {

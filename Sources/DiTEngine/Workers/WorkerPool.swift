@@ -68,6 +68,10 @@ public final class WorkerPool: @unchecked Sendable {
     let outage = Mutex<(replacing: Int, down: Set<Int>)>((0, []))
 
     public var workerCount: Int { handles.count }
+    /// Set by ``shutdown()``: the supervisor stops and no worker is replaced any more.
+    let stopped = Atomic<Bool>(false)
+    /// How often the supervisor looks at idle workers.
+    static let supervisionInterval = 0.1
 
     /// Starts the workers and waits until each has answered with its OpenBLAS core.
     public init(options: Options) throws {
@@ -94,6 +98,38 @@ public final class WorkerPool: @unchecked Sendable {
             shutdown()
             throw error
         }
+        startSupervisor()
+    }
+
+    /// Watches the idle workers: one that dies between commands (killed from outside, crashed)
+    /// is replaced at once, so that `unavailableWorkers` and health reflect it and the next command
+    /// finds a live worker. (A worker that dies during a command is handled by that command.)
+    func startSupervisor() {
+        let thread = Thread { [weak self] in
+            // Holds the pool only while looking, so that it can be deinitialised in between.
+            func look() -> Bool {
+                guard let pool = self, !pool.stopped.load(ordering: .relaxed) else { return false }
+                pool.replaceDeadIdleWorkers()
+                return true
+            }
+            while look() { usleep(UInt32(Self.supervisionInterval * 1e6)) }
+        }
+        thread.name = "tetriserve.pool-supervisor"
+        thread.start()
+    }
+
+    /// Replaces every idle worker (not running a command) whose process has ended: its stdout pipe
+    /// reports a hang-up. A worker busy with a command is skipped.
+    func replaceDeadIdleWorkers() {
+        for h in handles {
+            guard h.lock.try() else { continue }
+            defer { h.lock.unlock() }
+            guard !stopped.load(ordering: .relaxed), h.pid > 0, h.fromWorker >= 0 else { continue }
+            var pfd = pollfd(fd: h.fromWorker, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 0) > 0, pfd.revents & Int16(POLLHUP | POLLERR) != 0 else { continue }
+            let detail = replace(h)
+            FileHandle.standardError.write(Data("[pool] idle worker \(h.index) ended (\(detail)); replaced\n".utf8))
+        }
     }
 
     deinit { shutdown() }
@@ -110,6 +146,7 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Stops every worker.
     public func shutdown() {
+        stopped.store(true, ordering: .relaxed)
         for h in handles {
             h.lock.withLock {
                 guard h.pid > 0 else { return }
