@@ -273,9 +273,12 @@ public final class WorkerPool: @unchecked Sendable {
     /// stop waiting, the worker is replaced, and ``EngineError/workerDied(worker:pid:detail:)``
     /// is thrown for the first dead worker.
     ///
-    /// With a `timeout` (seconds), a worker that has not replied by then is treated as hung: the
-    /// group's barrier is aborted so that its peers reply, and after a short grace the workers
-    /// still silent are killed and replaced like dead ones.
+    /// With a `timeout` (seconds), a worker that has not replied by then is looked at: while every
+    /// silent worker is still working (runnable, or it used CPU since the last look), the wait is
+    /// extended by another `timeout` — a slow step on a loaded host is not a hang — up to
+    /// ``stretchLimit(timeout:)``. A silent worker that is not working (stopped, blocked) is
+    /// treated as hung: the group's barrier is aborted so that its peers reply, and after a short
+    /// grace the workers still silent are killed and replaced like dead ones.
     func run(
         _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil
     ) throws -> [WorkerReply] {
@@ -289,6 +292,34 @@ public final class WorkerPool: @unchecked Sendable {
     /// still silent are killed.
     static let hungGraceSeconds = 0.5
 
+    /// The longest a command may run while its workers keep working: ten times the timeout, and
+    /// at least 30 s more than it (a worker spinning without end is caught by this bound).
+    static func stretchLimit(timeout: Double) -> Double { Swift.max(10 * timeout, timeout + 30) }
+
+    /// The shortest time over which a worker's CPU use is judged (its CPU time counts in 10 ms
+    /// ticks).
+    static let minimumLook = 0.5
+
+    /// A process's scheduler state (`R`, `S`, `D`, `T`, …; of its main thread) and its CPU time
+    /// in clock ticks (all threads), from `/proc/PID/stat`; nil when the process is gone.
+    static func processActivity(_ pid: pid_t) -> (state: Character, ticks: UInt64)? {
+        guard pid > 0 else { return nil }
+        let fd = open("/proc/\(pid)/stat", O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 1024)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        guard n > 0 else { return nil }
+        let text = String(decoding: bytes[..<n], as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        // After the command name: state (field 3), …, utime (14), stime (15).
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let state = fields[0].first, let user = UInt64(fields[11]),
+            let system = UInt64(fields[12])
+        else { return nil }
+        return (state, user + system)
+    }
+
     /// ``run(_:messages:abortOnDeath:timeout:)`` with the locks held.
     func exchange(
         _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil
@@ -300,6 +331,30 @@ public final class WorkerPool: @unchecked Sendable {
         var suspects: [Int] = []
         let started = DispatchTime.now().uptimeNanoseconds
         func elapsed() -> Double { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
+        // When the silent workers are looked at next, when they were last judged, and their CPU
+        // time then.
+        var deadline = timeout ?? 0
+        var lastLook = 0.0
+        var ticks: [Int: UInt64] = [:]
+        if timeout != nil {
+            for (i, h) in group.enumerated() { ticks[i] = Self.processActivity(h.pid)?.ticks }
+        }
+        enum Look { case hung, working, tooEarly }
+        /// Hung when a silent worker is stopped or gone, or none of them used CPU since the last
+        /// look (its peers may be waiting for the one at work in the barrier); too early to tell
+        /// less than ``minimumLook`` after the last look.
+        func look(_ silent: Set<Int>) -> Look {
+            var now: [Int: UInt64] = [:]
+            for i in silent {
+                guard let a = Self.processActivity(group[i].pid), !"TtZX".contains(a.state) else { return .hung }
+                now[i] = a.ticks
+            }
+            guard elapsed() - lastLook >= Self.minimumLook else { return .tooEarly }
+            let working = silent.contains { now[$0]! > (ticks[$0] ?? .max) }
+            lastLook = elapsed()
+            ticks.merge(now) { $1 }
+            return working ? .working : .hung
+        }
         func died(_ i: Int) {
             if !dead.contains(where: { $0.0 == i }) { dead.append((i, group[i].pid)) }
             abortOnDeath?.abort()
@@ -329,7 +384,18 @@ public final class WorkerPool: @unchecked Sendable {
             if pending.isEmpty { break }
             var wait: Int32 = 1000
             if let timeout {
-                let late = elapsed() - timeout
+                var late = elapsed() - deadline
+                let limit = Self.stretchLimit(timeout: timeout)
+                if late >= 0 && suspects.isEmpty && elapsed() < limit {
+                    switch look(pending) {
+                    case .hung: break
+                    case .tooEarly: deadline = Swift.min(lastLook + Self.minimumLook, limit)
+                    case .working:
+                        // Slow, not hung: look again after another timeout.
+                        deadline = Swift.min(elapsed() + Swift.max(timeout, Self.minimumLook), limit)
+                    }
+                    late = elapsed() - deadline
+                }
                 if late >= 0 && suspects.isEmpty {
                     suspects = pending.sorted()
                     // Let the peers of the silent worker leave the barrier and answer.
@@ -338,7 +404,9 @@ public final class WorkerPool: @unchecked Sendable {
                 if late >= (abortOnDeath == nil ? 0 : Self.hungGraceSeconds) {
                     for i in pending.sorted() {
                         let h = group[i]
-                        hung[i] = "it did not answer within \(String(format: "%.1f", timeout)) s and was killed"
+                        hung[i] =
+                            "it did not answer within \(String(format: "%.1f", elapsed())) s "
+                            + "(step timeout \(String(format: "%.1f", timeout)) s) and was killed"
                         if h.pid > 0 { kill(h.pid, SIGKILL) }
                         died(i)
                         pending.remove(i)
