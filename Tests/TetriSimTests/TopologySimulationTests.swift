@@ -36,6 +36,19 @@ import Testing
         return t.crossStepTime.isEmpty ? nil : t.crossStepTime[r][d]
     }
 
+    @Test func anUnknownTopologyFieldIsRefusedByName() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("topology-typo-\(getpid()).json").path
+        let text = #"{"name": "p", "gpus": 1, "degrees": [1], "resolutions": {}, "topology": {"gpu_per_node": 1}}"#
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(
+            throws: FileError.malformed(
+                path, "unknown topology field 'gpu_per_node'; expected gpus_per_node, islands, cross_island_step_ms")
+        ) {
+            try ProfileFile.load(path)
+        }
+    }
+
     @Test(arguments: Policies.names)
     func noGroupSpansANodeOrCrossesWhereForbidden(policy: String) throws {
         let cases: [(CostModel, Int)] = [
