@@ -17,6 +17,9 @@ public struct CostModel: Sendable, Equatable {
     /// Extra time a block pays when a request's GPU set differs from its previous block's
     /// (latent hand-off and group re-formation). Zero unless set.
     public var handoff: Micros
+    /// How the GPUs are linked (nodes, islands, crossing times); nil when the profile does not
+    /// say, and then any GPUs form a group at the profiled speed.
+    public var topology: NodeTopology?
 
     public init(profile: Profile, handoff: Micros = 0) throws(ProfileError) {
         guard profile.gpus > 0 else { throw .invalidGPUCount(profile.gpus) }
@@ -49,6 +52,10 @@ public struct CostModel: Sendable, Equatable {
             times.append(row)
         }
         guard handoff >= 0 else { throw .invalidHandoff }
+        var topology: NodeTopology? = nil
+        if let t = profile.topology {
+            topology = try Self.topology(t, profile: profile, degrees: degrees, resolutions: parsed, profiled: times)
+        }
         self.name = profile.name
         self.gpus = profile.gpus
         self.degrees = degrees
@@ -56,6 +63,57 @@ public struct CostModel: Sendable, Equatable {
         self.latentTokens = parsed.map(\.1.latentTokens)
         self.stepTime = times
         self.handoff = handoff
+        self.topology = topology
+    }
+
+    /// Validates a profile's `topology` object against its degrees and resolution classes.
+    private static func topology(
+        _ t: Profile.Topology, profile: Profile, degrees: [Int], resolutions: [(Resolution, Profile.Entry)],
+        profiled: [[Micros]]
+    ) throws(ProfileError) -> NodeTopology {
+        let perNode = t.gpusPerNode ?? profile.gpus
+        if let largest = degrees.last, largest > perNode {
+            throw .invalidTopology("degree \(largest) exceeds 'topology.gpus_per_node' \(perNode)")
+        }
+        var cross: [[Micros?]] = []
+        if let table = t.crossIslandStepMs {
+            guard t.islands != nil else {
+                throw .invalidTopology("'topology.cross_island_step_ms' needs 'topology.islands'")
+            }
+            let names = Set(resolutions.map(\.0.description))
+            for key in table.keys.sorted() where !names.contains(key) {
+                throw .invalidTopology("'topology.cross_island_step_ms': resolution '\(key)' is not in 'resolutions'")
+            }
+            for (r, (res, _)) in resolutions.enumerated() {
+                let row = table[res.description] ?? [:]
+                for key in row.keys.sorted() where Int(key).map({ !degrees.contains($0) }) ?? true {
+                    throw .invalidTopology(
+                        "'topology.cross_island_step_ms' \(res): degree '\(key)' is not in 'degrees'")
+                }
+                var times: [Micros?] = []
+                for (d, degree) in degrees.enumerated() {
+                    guard let ms = row[String(degree)] else {
+                        times.append(nil)
+                        continue
+                    }
+                    guard ms.isFinite, ms > 0 else {
+                        throw .invalidTopology(
+                            "'topology.cross_island_step_ms' \(res) degree \(degree) must be a positive number, got \(ms)"
+                        )
+                    }
+                    let time = max(1, Micros.fromMilliseconds(ms))
+                    // The bound and the plans take `step_ms` as the fastest a step can run.
+                    guard time >= profiled[r][d] else {
+                        throw .invalidTopology(
+                            "'topology.cross_island_step_ms' \(res) degree \(degree): \(ms) ms is faster than its 'step_ms'"
+                        )
+                    }
+                    times.append(time)
+                }
+                cross.append(times)
+            }
+        }
+        return try NodeTopology(gpusPerNode: perNode, islands: t.islands, crossStepTime: cross)
     }
 
     /// The index of a resolution class, or nil when the profile has no such class.
@@ -89,6 +147,7 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
     case missingStepTime(resolution: String, degree: Int)
     case invalidStepTime(resolution: String, degree: Int, Double)
     case invalidHandoff
+    case invalidTopology(String)
 
     public var description: String {
         switch self {
@@ -103,6 +162,7 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
         case .invalidStepTime(let r, let d, let v):
             "profile resolution \(r): 'step_ms' for degree \(d) must be a positive number, got \(v)"
         case .invalidHandoff: "hand-off time must not be negative"
+        case .invalidTopology(let why): "profile \(why)"
         }
     }
 }

@@ -1,6 +1,9 @@
 /// The fixed-degree baseline (`sp1`, `sp2`, `sp4`, `sp8`): the node is cut into `gpus / k`
 /// static groups of `k` consecutive GPUs; one FCFS queue; a request runs to completion at
 /// degree `k` in one block; the head of the queue takes the lowest-numbered idle group.
+/// With a topology the groups are cut node by node, island by island
+/// (``NodeTopology/staticOrder(gpus:)``), so that no group spans nodes; GPUs left over at the
+/// end of a node stay unused.
 public struct FixedDegreeScheduler: Scheduler {
     public let degree: Int
     public let groups: [GPUSet]
@@ -12,9 +15,24 @@ public struct FixedDegreeScheduler: Scheduler {
         guard model.degreeIndex(degree) != nil else {
             throw .degreeNotProfiled(policy: "sp\(degree)", degree: degree, profile: model.name)
         }
-        guard degree <= gpus else { throw .tooFewGPUs(policy: "sp\(degree)", needs: degree, gpus: gpus) }
+        let node = min(gpus, model.topology?.gpusPerNode ?? gpus)
+        guard degree <= node else { throw .tooFewGPUs(policy: "sp\(degree)", needs: degree, gpus: node) }
         self.degree = degree
-        self.groups = (0..<(gpus / degree)).map { GPUSet(range: ($0 * degree)..<(($0 + 1) * degree)) }
+        guard let topology = model.topology else {
+            self.groups = (0..<(gpus / degree)).map { GPUSet(range: ($0 * degree)..<(($0 + 1) * degree)) }
+            return
+        }
+        var groups: [GPUSet] = []
+        for order in topology.staticOrder(gpus: gpus) {
+            for start in stride(from: 0, through: order.count - degree, by: degree) {
+                let group = GPUSet(order[start..<(start + degree)])
+                // A group that crosses islands where the profile forbids it is left out.
+                if model.resolutions.indices.allSatisfy({ model.stepTime(resolution: $0, on: group) != nil }) {
+                    groups.append(group)
+                }
+            }
+        }
+        self.groups = groups
     }
 
     public mutating func decide(_ view: ClusterView) -> Decision {

@@ -98,6 +98,12 @@ public struct GPUSet: Hashable, Sendable, Sequence, CustomStringConvertible {
         return r
     }
 
+    /// The lowest-numbered member, or nil when the set is empty.
+    public var lowestID: Int? {
+        for w in 0..<Self.wordCount where words[w] != 0 { return w << 6 + words[w].trailingZeroBitCount }
+        return nil
+    }
+
     /// The members in ascending order.
     public var ids: [Int] { Array(self) }
 

@@ -20,9 +20,10 @@ public enum Policies {
     /// mapping (256²→1, 512²→1, 1024²→2, 2048²→8): the two smallest classes 1, the third 2, larger
     /// ones 8 — each the largest profiled degree not above that and the node's GPUs.
     public static func rsspDegrees(model: CostModel, gpus: Int) -> [Int] {
-        model.resolutions.indices.map { rank in
+        let node = min(gpus, model.topology?.gpusPerNode ?? gpus)
+        return model.resolutions.indices.map { rank in
             let want = rank < 2 ? 1 : rank == 2 ? 2 : 8
-            return model.degrees.filter { $0 <= min(want, gpus) }.max() ?? model.degrees[0]
+            return model.degrees.filter { $0 <= min(want, node) }.max() ?? model.degrees[0]
         }
     }
 
@@ -32,7 +33,8 @@ public enum Policies {
     public static func rsspBestDegrees(
         model: CostModel, gpus: Int, baseSLO: [Micros] = Policies.baseSLO, steps: Int = Policies.baseSteps
     ) -> [Int] {
-        let usable = model.degrees.indices.filter { model.degrees[$0] <= gpus }
+        let node = min(gpus, model.topology?.gpusPerNode ?? gpus)
+        let usable = model.degrees.indices.filter { model.degrees[$0] <= node }
         return model.resolutions.indices.map { r in
             let slo = baseSLO[min(r, baseSLO.count - 1)]
             let meets = usable.filter { Micros(steps) * model.stepTime[r][$0] <= slo }

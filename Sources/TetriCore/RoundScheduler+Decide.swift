@@ -32,13 +32,40 @@ extension RoundScheduler {
         }
         let tNext = nextBoundary!
         guard atBoundary || configuration.midRound else { return Decision(wakeAt: tNext) }
-        let window = tNext - now
         let free = view.free
+        guard !free.isEmpty else { return Decision(wakeAt: tNext) }
+
+        var starts =
+            nodes.count > 1
+            ? decideAcrossNodes(view, boundary: tNext) : decideNode(view, boundary: tNext, free: free)
+
+        // Never stall: with nothing running and nothing started, run the most urgent request's
+        // fastest fitting degree for one step even if it overruns the round.
+        if starts.isEmpty && allFree {
+            if let i = view.requests.indices.filter({ !view.requests[$0].isRunning }).min(by: {
+                (view.requests[$0].deadline, $0) < (view.requests[$1].deadline, $1)
+            }) {
+                let r = view.requests[i]
+                // One node's GPUs (all of them without a topology); all are free.
+                let node = free.intersection(nodes[0])
+                if let d = fallbackDegree(r.resolution, capacity: node.count) {
+                    let set = islandSets.isEmpty ? node.lowest(d) : compactGroup(d, in: node, prefer: GPUSet())
+                    if let set { starts.append(BlockStart(request: r.id, gpus: set, steps: 1)) }
+                }
+            }
+        }
+        return Decision(starts: starts, wakeAt: tNext)
+    }
+
+    /// Stages 1–6 on `free`, the free GPUs of one node (all of them without a topology), for the
+    /// requests of `view` (on a cluster of several nodes, those dispatched to this node).
+    func decideNode(_ view: ClusterView, boundary tNext: Micros, free: GPUSet) -> [BlockStart] {
+        let now = view.now
+        let window = tNext - now
         let capacity = free.count
-        guard capacity > 0 else { return Decision(wakeAt: tNext) }
 
         // 1–2. Options per waiting request.
-        let problem = roundProblem(view, boundary: tNext)
+        let problem = roundProblem(view, boundary: tNext, free: free)
         let options = problem.options
         let items = problem.items
         let optionStart = problem.groupStart
@@ -70,7 +97,8 @@ extension RoundScheduler {
             for i in late {
                 let c = classes[view.requests[i].resolution]
                 var pick = Pick(index: i, choice: -1, onTime: false)
-                for o in c.widths.indices where c.widths[o] <= capacity - used && c.stepTime[o] <= window {
+                for o in c.widths.indices where c.widths[o] <= capacity - used {
+                    guard let t = timeNow(c, o, problem.compact), t <= window else { continue }
                     pick.choice = o
                     used += c.widths[o]
                     break
@@ -82,25 +110,14 @@ extension RoundScheduler {
 
         // 5. Work-conserving scale-up of the chosen requests into idle GPUs.
         if configuration.scaleUp && used < capacity && configuration.fixedDegrees == nil {
-            used = scaleUp(&picks, view: view, used: used, capacity: capacity, window: window)
+            used = scaleUp(
+                &picks, view: view, used: used, capacity: capacity, window: window, compact: problem.compact)
         }
 
         // 6. Placement and block sizes.
-        var starts = place(picks, view: view, window: window, tick: tickEnd(now: now, boundary: tNext) - now)
-
-        // Never stall: with nothing running and nothing started, run the most urgent request's
-        // fastest fitting degree for one step even if it overruns the round.
-        if starts.isEmpty && allFree {
-            if let i = view.requests.indices.filter({ !view.requests[$0].isRunning }).min(by: {
-                (view.requests[$0].deadline, $0) < (view.requests[$1].deadline, $1)
-            }) {
-                let r = view.requests[i]
-                if let d = fallbackDegree(r.resolution, capacity: capacity) {
-                    starts.append(BlockStart(request: r.id, gpus: free.lowest(d), steps: 1))
-                }
-            }
-        }
-        return Decision(starts: starts, wakeAt: tNext)
+        let tick = tickEnd(now: now, boundary: tNext) - now
+        if islandSets.isEmpty { return place(picks, view: view, free: free, window: window, tick: tick) }
+        return placeOnIslands(picks, view: view, free: free, window: window, tick: tick)
     }
 
     /// The round problem at a decision point: each waiting request's options (stages 1–2), the
@@ -113,20 +130,26 @@ extension RoundScheduler {
         var items: [Int]
         /// Late request indices.
         var late: [Int]
+        /// With islands: whether the free GPUs hold a compact group of each width (indexed by
+        /// width); nil when every group of free GPUs is compact.
+        var compact: [Bool]?
 
         var packing: [GroupKnapsack.Option] {
             options.map { GroupKnapsack.Option(width: $0.width, survives: $0.survives, cost: $0.cost) }
         }
     }
 
-    func roundProblem(_ view: ClusterView, boundary tNext: Micros) -> RoundProblem {
+    /// The round problem on the GPUs `free` (nil for the view's free GPUs).
+    func roundProblem(_ view: ClusterView, boundary tNext: Micros, free: GPUSet? = nil) -> RoundProblem {
         let now = view.now
         let window = tNext - now
-        let capacity = view.free.count
+        let free = free ?? view.free
+        let capacity = free.count
         var options: [Option] = []
         var optionStart: [Int] = []  // per on-time item, index of its first option (none)
         var items: [Int] = []  // on-time request indices
         var late: [Int] = []
+        let compact = islandSets.isEmpty ? nil : compactWidths(free)
         options.reserveCapacity(view.requests.count * 4)
         for (i, r) in view.requests.enumerated() where !r.isRunning && r.remainingSteps > 0 {
             let c = classes[r.resolution]
@@ -140,15 +163,17 @@ extension RoundScheduler {
                         ? planCost(c, s, budget: planBudget(r.deadline - tNext)) : 0))
             var onTime = noneSurvives
             for o in c.widths.indices where c.widths[o] <= capacity {
+                // The step time on the free GPUs: crossing islands when no compact group is free.
+                guard let t = timeNow(c, o, compact) else { continue }
                 // The hand-off placement will charge when the request cannot stay on its GPUs.
-                let h = handoffCharged(r, width: c.widths[o], free: view.free)
-                let q = min(s, Int(max(0, window - h) / c.stepTime[o]))
+                let h = handoffCharged(r, width: c.widths[o], free: free)
+                let q = min(s, Int(max(0, window - h) / t))
                 guard q >= 1 else { continue }
-                let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * c.stepTime[o] : 0
+                let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * t : 0
                 let survives: Bool
                 var cost = spent
                 if q == s {
-                    survives = now + h + Micros(q) * c.stepTime[o] <= r.deadline
+                    survives = now + h + Micros(q) * t <= r.deadline
                 } else {
                     survives = tNext + minFinish(c, s - q) <= r.deadline
                     if survives && configuration.priceFuture {
@@ -168,7 +193,7 @@ extension RoundScheduler {
         }
         optionStart.append(options.count)
 
-        return RoundProblem(options: options, groupStart: optionStart, items: items, late: late)
+        return RoundProblem(options: options, groupStart: optionStart, items: items, late: late, compact: compact)
     }
 
     /// The hand-off a block of `width` GPUs will pay: none for a request's first block, or when
@@ -189,14 +214,15 @@ extension RoundScheduler {
     /// then upgrades by largest reduction of their remaining completion time per extra GPU,
     /// on-time requests before late ones.
     private func scaleUp(
-        _ picks: inout [Pick], view: ClusterView, used: Int, capacity: Int, window: Micros
+        _ picks: inout [Pick], view: ClusterView, used: Int, capacity: Int, window: Micros, compact: [Bool]?
     ) -> Int {
         var used = used
         for late in [false, true] {
             // Requests the packing left waiting get their cheapest fitting degree.
             for p in picks.indices where picks[p].choice < 0 && picks[p].onTime != late {
                 let c = classes[view.requests[picks[p].index].resolution]
-                for o in c.widths.indices where c.widths[o] <= capacity - used && c.stepTime[o] <= window {
+                for o in c.widths.indices where c.widths[o] <= capacity - used {
+                    guard let t = timeNow(c, o, compact), t <= window else { continue }
                     picks[p].choice = o
                     used += c.widths[o]
                     break
@@ -213,7 +239,7 @@ extension RoundScheduler {
                     let curFinish = Self.roundFinish(c, cur, r.remainingSteps, round: round)
                     for o in c.widths.indices where c.widths[o] > c.widths[cur] {
                         let extra = c.widths[o] - c.widths[cur]
-                        guard extra <= capacity - used, c.stepTime[o] <= window else { continue }
+                        guard extra <= capacity - used, let t = timeNow(c, o, compact), t <= window else { continue }
                         let finish = Self.roundFinish(c, o, r.remainingSteps, round: round)
                         let gain = Double(curFinish - finish) / Double(extra)
                         if gain > bestGain {
@@ -240,8 +266,10 @@ extension RoundScheduler {
         return min(boundary, start + ((now - start) / tick + 1) * tick)
     }
 
-    private func place(_ picks: [Pick], view: ClusterView, window: Micros, tick: Micros) -> [BlockStart] {
-        var avail = view.free
+    private func place(
+        _ picks: [Pick], view: ClusterView, free: GPUSet, window: Micros, tick: Micros
+    ) -> [BlockStart] {
+        var avail = free
         var sets = [GPUSet?](repeating: nil, count: picks.count)
         let running = picks.indices.filter { picks[$0].choice >= 0 }
         func width(_ p: Int) -> Int { classes[view.requests[picks[p].index].resolution].widths[picks[p].choice] }

@@ -84,7 +84,16 @@ public struct RoundScheduler: Scheduler {
         var perRound: [Int]
         /// Round-effective time per step (`round / perRound`), used for planning.
         var planTime: [Int64]
+        /// Step time on a group that crosses islands; nil where the profile forbids it.
+        var crossTime: [Int64?]
+        /// `soonest[n]`: ``RoundScheduler/minFinish(_:_:)`` of `n` steps, for `n` below
+        /// ``RoundScheduler/finishTableSize`` (computed once; the survival test asks it for every
+        /// option of every request).
+        var soonest: [Micros] = []
     }
+
+    /// Step counts whose soonest finish each class keeps in a table.
+    static let finishTableSize = 257
 
     public let configuration: Configuration
     public let round: Micros
@@ -93,6 +102,13 @@ public struct RoundScheduler: Scheduler {
     let gpus: Int
     let handoff: Micros
     let classes: [ClassTable]
+    /// How the GPUs are linked; nil when the profile does not say.
+    let topology: NodeTopology?
+    /// The nodes of the cluster (one set of all GPUs without a topology).
+    let nodes: [GPUSet]
+    /// The islands of the cluster, indexed by ``NodeTopology/islandIndex(of:)``; empty unless
+    /// the topology cuts nodes into islands.
+    let islandSets: [GPUSet]
 
     /// The next round boundary; nil while the node is empty.
     public internal(set) var nextBoundary: Micros?
@@ -102,6 +118,8 @@ public struct RoundScheduler: Scheduler {
     public init(configuration: Configuration, model: CostModel, gpus: Int) throws(PolicyError) {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
         guard configuration.granularity >= 1 else { throw .invalidGranularity(configuration.granularity) }
+        // A group never spans nodes, so no degree exceeds a node.
+        let perNode = model.topology.map { min(gpus, $0.gpusPerNode) } ?? gpus
         var allowed: [[Int]] = []
         for r in model.resolutions.indices {
             if let fixed = configuration.fixedDegrees {
@@ -109,10 +127,10 @@ public struct RoundScheduler: Scheduler {
                 guard model.degreeIndex(d) != nil else {
                     throw .degreeNotProfiled(policy: configuration.name, degree: d, profile: model.name)
                 }
-                guard d <= gpus else { throw .tooFewGPUs(policy: configuration.name, needs: d, gpus: gpus) }
+                guard d <= perNode else { throw .tooFewGPUs(policy: configuration.name, needs: d, gpus: perNode) }
                 allowed.append([model.degreeIndex(d)!])
             } else {
-                allowed.append(model.degrees.indices.filter { model.degrees[$0] <= gpus })
+                allowed.append(model.degrees.indices.filter { model.degrees[$0] <= perNode })
             }
         }
         // T_ref: the slowest class at its fastest allowed degree.
@@ -124,7 +142,7 @@ public struct RoundScheduler: Scheduler {
         let round = tRef * Micros(Self.ticksPerRound(configuration, tick: tRef))
         var classes: [ClassTable] = []
         for r in model.resolutions.indices {
-            var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [])
+            var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [], crossTime: [])
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
                 let q = Int(round / time)
@@ -133,8 +151,16 @@ public struct RoundScheduler: Scheduler {
                 t.stepTime.append(time)
                 t.perRound.append(q)
                 t.planTime.append(configuration.roundAware ? (round + Micros(q) - 1) / Micros(q) : time)
+                let cross = model.topology?.crossStepTime
+                t.crossTime.append(cross.map { $0.isEmpty ? nil : $0[r][d] } ?? nil)
             }
             classes.append(t)
+        }
+        for r in classes.indices where !classes[r].widths.isEmpty {
+            let c = classes[r]
+            classes[r].soonest = (0..<Self.finishTableSize).map { n in
+                Self.soonestFinish(c, n, round: round, roundAware: configuration.roundAware)
+            }
         }
         self.configuration = configuration
         self.round = round
@@ -142,6 +168,9 @@ public struct RoundScheduler: Scheduler {
         self.gpus = gpus
         self.handoff = model.handoff
         self.classes = classes
+        self.topology = model.topology
+        self.nodes = model.topology?.nodes(gpus: gpus) ?? [GPUSet(first: gpus)]
+        self.islandSets = model.topology.map { $0.hasIslands ? $0.islands(gpus: gpus) : [] } ?? []
     }
 
     /// Ticks per round: `granularity`, capped by half the SLO floor when one is set.
@@ -165,10 +194,15 @@ public struct RoundScheduler: Scheduler {
     /// The soonest `steps` steps of class `c` can finish from a round boundary.
     @inline(__always)
     func minFinish(_ c: ClassTable, _ steps: Int) -> Micros {
-        if !configuration.roundAware { return Micros(steps) * c.stepTime.min()! }
+        if steps < c.soonest.count { return c.soonest[steps] }
+        return Self.soonestFinish(c, steps, round: round, roundAware: configuration.roundAware)
+    }
+
+    static func soonestFinish(_ c: ClassTable, _ steps: Int, round: Micros, roundAware: Bool) -> Micros {
+        if !roundAware { return Micros(steps) * c.stepTime.min()! }
         var best = Micros.max
         for o in c.widths.indices {
-            best = min(best, Self.roundFinish(c, o, steps, round: round))
+            best = min(best, roundFinish(c, o, steps, round: round))
         }
         return best
     }

@@ -45,7 +45,10 @@ public final class SimulatedBackend: ExecutionBackend {
         guard let job = jobs.withLock({ $0.table[handle] }), let r = costModel.resolutionIndex(job.resolution) else {
             throw BlockInterrupted(completed: 0, reason: "unknown request handle \(handle)")
         }
-        let step = costModel.stepTime(resolution: r, degree: devices.count)
+        // A group that crosses islands runs at the profile's crossing time.
+        let step =
+            costModel.stepTime(resolution: r, on: GPUSet(devices))
+            ?? costModel.stepTime(resolution: r, degree: devices.count)
         for i in 0..<steps {
             do {
                 try await clock.sleep(until: start + step * Micros(i + 1))

@@ -116,14 +116,24 @@ public enum EmbeddedProfiles {
         "sd3-medium-a40x4": ##"""
 {
   "name": "sd3-medium-a40x4",
-  "description": "SD3-Medium (2B, 24 MMDiT blocks, hidden 1536, 333 text tokens) per denoising step on 4x A40, Ulysses SP. Analytic as the FLUX profile with 150 TFLOP/s peak, efficiency 0.5*n/(n+150), 5 ms launch floor, 40 us per all-to-all, 20 GB/s (PCIe-bound). GPUs 0-1 and 2-3 are NVLink pairs; a degree-2 group outside a pair crosses PCIe.",
+  "description": "SD3-Medium (2B, 24 MMDiT blocks, hidden 1536, 333 text tokens) per denoising step on 4x A40, Ulysses SP. Analytic as the FLUX profile with 150 TFLOP/s peak, efficiency 0.5*n/(n+150), 5 ms launch floor, 40 us per all-to-all, 20 GB/s over PCIe. GPUs 0-1 and 2-3 are NVLink-bridged pairs (topology.islands): step_ms at degree 2 is a pair's time, its all-to-alls at 35 GB/s (the same share of the bridge's 56.25 GB/s per direction as 20 GB/s is of PCIe 4.0 x16's 32); a degree-2 group outside a pair crosses PCIe at 20 GB/s (topology.cross_island_step_ms). Degree 4 spans both pairs and stays PCIe-bound.",
   "gpus": 4,
   "degrees": [1, 2, 4],
   "resolutions": {
-    "256x256": {"latent_tokens": 256, "step_ms": {"1": 19.2, "2": 19.6, "4": 16.2}},
-    "512x512": {"latent_tokens": 1024, "step_ms": {"1": 36.3, "2": 31.1, "4": 22.8}},
-    "1024x1024": {"latent_tokens": 4096, "step_ms": {"1": 127.8, "2": 88.6, "4": 54.8}},
-    "2048x2048": {"latent_tokens": 16384, "step_ms": {"1": 865.0, "2": 504.3, "4": 275.8}}
+    "256x256": {"latent_tokens": 256, "step_ms": {"1": 19.2, "2": 18.7, "4": 16.2}},
+    "512x512": {"latent_tokens": 1024, "step_ms": {"1": 36.3, "2": 29.0, "4": 22.8}},
+    "1024x1024": {"latent_tokens": 4096, "step_ms": {"1": 127.8, "2": 81.6, "4": 54.8}},
+    "2048x2048": {"latent_tokens": 16384, "step_ms": {"1": 865.0, "2": 477.9, "4": 275.8}}
+  },
+  "topology": {
+    "gpus_per_node": 4,
+    "islands": [[0, 1], [2, 3]],
+    "cross_island_step_ms": {
+      "256x256": {"2": 19.6},
+      "512x512": {"2": 31.1},
+      "1024x1024": {"2": 88.6},
+      "2048x2048": {"2": 504.3}
+    }
   }
 }
 

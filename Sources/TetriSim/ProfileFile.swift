@@ -38,6 +38,9 @@ public enum ProfileFile {
             "missing field '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
         case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx):
             "field '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)"
+        case DecodingError.dataCorrupted(let ctx) where ctx.underlyingError == nil && !ctx.codingPath.isEmpty:
+            // A value the decoder refused by name (e.g. an unknown `topology` field).
+            ctx.debugDescription
         case DecodingError.dataCorrupted(let ctx):
             "not valid JSON"
                 + (ctx.codingPath.isEmpty ? "" : " at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))'")

@@ -54,8 +54,8 @@ public struct SimulationOutcome: Sendable {
 }
 
 /// A discrete-event simulation in virtual time (integer microseconds): arrivals from a trace,
-/// blocks that take `steps × T(resolution, degree)` (plus the cost model's hand-off when a
-/// request changes GPUs), and a scheduler asked at every arrival, completion and requested
+/// blocks that take `steps × T(resolution, degree)` (the profile's crossing time instead of `T`
+/// for a group that crosses islands; plus the cost model's hand-off when a request changes GPUs), and a scheduler asked at every arrival, completion and requested
 /// wake-up. The simulator checks every decision: free GPUs only, one block per request at a
 /// time, profiled degrees, steps within what remains.
 public enum Simulator {
@@ -171,14 +171,15 @@ public enum Simulator {
                 guard !s.gpus.isEmpty, s.gpus.isSubset(of: free) else {
                     throw .invalidDecision(policy: policy, at: now, "request \(s.request): GPUs \(s.gpus) not all free")
                 }
-                guard model.degreeIndex(s.degree) != nil else {
-                    throw .invalidDecision(
-                        policy: policy, at: now, "request \(s.request): degree \(s.degree) not profiled")
+                // The step time on these GPUs: the profiled degree, or the crossing time of a group
+                // that crosses islands; a group that spans nodes or crosses where the profile
+                // forbids it is refused.
+                guard let step = model.stepTime(resolution: resolution[i], on: s.gpus) else {
+                    let why = model.placementProblem(resolution: resolution[i], on: s.gpus) ?? "not placeable"
+                    throw .invalidDecision(policy: policy, at: now, "request \(s.request): \(why)")
                 }
                 let moved = !lastGPUs[i].isEmpty && lastGPUs[i] != s.gpus
-                let duration =
-                    Micros(s.steps) * model.stepTime(resolution: resolution[i], degree: s.degree)
-                    + (moved ? model.handoff : 0)
+                let duration = Micros(s.steps) * step + (moved ? model.handoff : 0)
                 free = free.subtracting(s.gpus)
                 running[i] = true
                 degreeSteps[i] += s.degree * s.steps

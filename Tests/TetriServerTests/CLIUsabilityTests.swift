@@ -124,6 +124,15 @@ func accepts(port: Int) -> Bool {
             (["simulate", "--trace", "t.csv", "--gpus", "-2"], "--gpus must be in 1...1024, got -2"),
             (["experiment", "slo-sweep", "--seeds", "-1"], "--seeds must be >= 1, got -1"),
             (["bench", "scheduler", "--pending", "-5"], "--pending must be >= 1, got -5"),
+            (["bench", "scheduler", "--gpus-per-node", "-8"], "--gpus-per-node must be >= 1, got -8"),
+            (
+                ["bench", "scheduler", "--gpus-per-node", "4"],
+                "--gpus-per-node 4 is below the profile's largest degree 8"
+            ),
+            (
+                ["bench", "scheduler", "--profile", "sd3-medium-a40x4", "--gpus-per-node", "8"],
+                "--gpus-per-node 8 conflicts with profile 'sd3-medium-a40x4', whose islands are for nodes of 4"
+            ),
             (["serve", "--port", "-1"], "--port must be in 0...65535, got -1"),
             (
                 ["serve", "--engine", "simulated", "--time-scale", "-10"],
