@@ -17,8 +17,12 @@ public struct CostModel: Sendable, Equatable {
     /// Extra time a block pays when a request's GPU set differs from its previous block's
     /// (latent hand-off and group re-formation). Zero unless set.
     public var handoff: Micros
+    /// Fixed time every block pays on top of its steps (dispatch to the devices and back): the
+    /// profile's `dispatch_overhead_ms` unless overridden, zero when it gives none.
+    public var dispatchOverhead: Micros
 
-    public init(profile: Profile, handoff: Micros = 0) throws(ProfileError) {
+    /// - Parameter dispatchOverhead: overrides the profile's `dispatch_overhead_ms` when set.
+    public init(profile: Profile, handoff: Micros = 0, dispatchOverhead: Micros? = nil) throws(ProfileError) {
         guard profile.gpus > 0 else { throw .invalidGPUCount(profile.gpus) }
         guard !profile.degrees.isEmpty else { throw .noDegrees }
         let degrees = profile.degrees.sorted()
@@ -49,6 +53,8 @@ public struct CostModel: Sendable, Equatable {
             times.append(row)
         }
         guard handoff >= 0 else { throw .invalidHandoff }
+        if let ms = profile.dispatchOverheadMs, !(ms.isFinite && ms >= 0) { throw .invalidDispatchOverhead(ms) }
+        guard (dispatchOverhead ?? 0) >= 0 else { throw .invalidDispatchOverhead(Double(dispatchOverhead!) / 1000) }
         self.name = profile.name
         self.gpus = profile.gpus
         self.degrees = degrees
@@ -56,6 +62,7 @@ public struct CostModel: Sendable, Equatable {
         self.latentTokens = parsed.map(\.1.latentTokens)
         self.stepTime = times
         self.handoff = handoff
+        self.dispatchOverhead = dispatchOverhead ?? profile.dispatchOverheadMs.map { Micros.fromMilliseconds($0) } ?? 0
     }
 
     /// The index of a resolution class, or nil when the profile has no such class.
@@ -89,6 +96,7 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
     case missingStepTime(resolution: String, degree: Int)
     case invalidStepTime(resolution: String, degree: Int, Double)
     case invalidHandoff
+    case invalidDispatchOverhead(Double)
 
     public var description: String {
         switch self {
@@ -103,6 +111,8 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
         case .invalidStepTime(let r, let d, let v):
             "profile resolution \(r): 'step_ms' for degree \(d) must be a positive number, got \(v)"
         case .invalidHandoff: "hand-off time must not be negative"
+        case .invalidDispatchOverhead(let v):
+            "profile field 'dispatch_overhead_ms' (or --dispatch-overhead-ms) must be a number >= 0, got \(v)"
         }
     }
 }

@@ -29,9 +29,14 @@ public struct Profile: Codable, Sendable, Equatable {
     public var gpus: Int
     public var degrees: [Int]
     public var resolutions: [String: Entry]
+    /// Optional: the fixed time each execution block costs on top of its steps (handing the block
+    /// to the devices, their start, the answer back), in milliseconds. Measured on the CPU engine
+    /// by `tetriserve bench dispatch`; absent means zero.
+    public var dispatchOverheadMs: Double?
 
     enum CodingKeys: String, CodingKey {
         case name, description, gpus, degrees, resolutions
+        case dispatchOverheadMs = "dispatch_overhead_ms"
     }
 
     /// Decodes a profile; `description` may be left out.
@@ -42,13 +47,18 @@ public struct Profile: Codable, Sendable, Equatable {
         gpus = try c.decode(Int.self, forKey: .gpus)
         degrees = try c.decode([Int].self, forKey: .degrees)
         resolutions = try c.decode([String: Entry].self, forKey: .resolutions)
+        dispatchOverheadMs = try c.decodeIfPresent(Double.self, forKey: .dispatchOverheadMs)
     }
 
-    public init(name: String, description: String, gpus: Int, degrees: [Int], resolutions: [String: Entry]) {
+    public init(
+        name: String, description: String, gpus: Int, degrees: [Int], resolutions: [String: Entry],
+        dispatchOverheadMs: Double? = nil
+    ) {
         self.name = name
         self.description = description
         self.gpus = gpus
         self.degrees = degrees
         self.resolutions = resolutions
+        self.dispatchOverheadMs = dispatchOverheadMs
     }
 }

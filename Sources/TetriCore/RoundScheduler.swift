@@ -92,6 +92,8 @@ public struct RoundScheduler: Scheduler {
     public let tick: Micros
     let gpus: Int
     let handoff: Micros
+    /// Fixed time every block pays on top of its steps (``CostModel/dispatchOverhead``).
+    let dispatch: Micros
     let classes: [ClassTable]
 
     /// The next round boundary; nil while the node is empty.
@@ -121,13 +123,16 @@ public struct RoundScheduler: Scheduler {
             let fastest = allowed[r].map { model.stepTime[r][$0] }.min()!
             tRef = max(tRef, fastest)
         }
-        let round = tRef * Micros(Self.ticksPerRound(configuration, tick: tRef))
+        // A tick holds one reference step and one block dispatch (zero unless the profile or the
+        // options give one), so a block that ends at a tick still fits its step.
+        let tick = tRef + model.dispatchOverhead
+        let round = tick * Micros(Self.ticksPerRound(configuration, tick: tick))
         var classes: [ClassTable] = []
         for r in model.resolutions.indices {
             var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [])
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
-                let q = Int(round / time)
+                let q = Int((round - model.dispatchOverhead) / time)
                 guard q >= 1 else { continue }
                 t.widths.append(model.degrees[d])
                 t.stepTime.append(time)
@@ -138,9 +143,10 @@ public struct RoundScheduler: Scheduler {
         }
         self.configuration = configuration
         self.round = round
-        self.tick = tRef
+        self.tick = tick
         self.gpus = gpus
         self.handoff = model.handoff
+        self.dispatch = model.dispatchOverhead
         self.classes = classes
     }
 
@@ -155,20 +161,20 @@ public struct RoundScheduler: Scheduler {
     /// Time to run `steps` steps at option `o` of class `c` from a round boundary, running in
     /// every round: whole rounds, then the last partial round.
     @inline(__always)
-    static func roundFinish(_ c: ClassTable, _ o: Int, _ steps: Int, round: Micros) -> Micros {
+    static func roundFinish(_ c: ClassTable, _ o: Int, _ steps: Int, round: Micros, dispatch: Micros = 0) -> Micros {
         guard steps > 0 else { return 0 }
         let q = c.perRound[o]
         let full = (steps - 1) / q
-        return Micros(full) * round + Micros(steps - full * q) * c.stepTime[o]
+        return Micros(full) * round + Micros(steps - full * q) * c.stepTime[o] + dispatch
     }
 
     /// The soonest `steps` steps of class `c` can finish from a round boundary.
     @inline(__always)
     func minFinish(_ c: ClassTable, _ steps: Int) -> Micros {
-        if !configuration.roundAware { return Micros(steps) * c.stepTime.min()! }
+        if !configuration.roundAware { return Micros(steps) * c.stepTime.min()! + dispatch }
         var best = Micros.max
         for o in c.widths.indices {
-            best = min(best, Self.roundFinish(c, o, steps, round: round))
+            best = min(best, Self.roundFinish(c, o, steps, round: round, dispatch: dispatch))
         }
         return best
     }

@@ -178,7 +178,7 @@ public enum Simulator {
                 let moved = !lastGPUs[i].isEmpty && lastGPUs[i] != s.gpus
                 let duration =
                     Micros(s.steps) * model.stepTime(resolution: resolution[i], degree: s.degree)
-                    + (moved ? model.handoff : 0)
+                    + (moved ? model.handoff : 0) + model.dispatchOverhead
                 free = free.subtracting(s.gpus)
                 running[i] = true
                 degreeSteps[i] += s.degree * s.steps
