@@ -20,8 +20,12 @@ public struct CostModel: Sendable, Equatable {
     /// How the GPUs are linked (nodes, islands, crossing times); nil when the profile does not
     /// say, and then any GPUs form a group at the profiled speed.
     public var topology: NodeTopology?
+    /// Fixed time every block pays on top of its steps (dispatch to the devices and back): the
+    /// profile's `dispatch_overhead_ms` unless overridden, zero when it gives none.
+    public var dispatchOverhead: Micros
 
-    public init(profile: Profile, handoff: Micros = 0) throws(ProfileError) {
+    /// - Parameter dispatchOverhead: overrides the profile's `dispatch_overhead_ms` when set.
+    public init(profile: Profile, handoff: Micros = 0, dispatchOverhead: Micros? = nil) throws(ProfileError) {
         guard profile.gpus > 0 else { throw .invalidGPUCount(profile.gpus) }
         guard !profile.degrees.isEmpty else { throw .noDegrees }
         let degrees = profile.degrees.sorted()
@@ -56,6 +60,8 @@ public struct CostModel: Sendable, Equatable {
         if let t = profile.topology {
             topology = try Self.topology(t, profile: profile, degrees: degrees, resolutions: parsed, profiled: times)
         }
+        if let ms = profile.dispatchOverheadMs, !(ms.isFinite && ms >= 0) { throw .invalidDispatchOverhead(ms) }
+        guard (dispatchOverhead ?? 0) >= 0 else { throw .invalidDispatchOverhead(Double(dispatchOverhead!) / 1000) }
         self.name = profile.name
         self.gpus = profile.gpus
         self.degrees = degrees
@@ -63,6 +69,7 @@ public struct CostModel: Sendable, Equatable {
         self.latentTokens = parsed.map(\.1.latentTokens)
         self.stepTime = times
         self.handoff = handoff
+        self.dispatchOverhead = dispatchOverhead ?? profile.dispatchOverheadMs.map { Micros.fromMilliseconds($0) } ?? 0
         self.topology = topology
     }
 
@@ -148,6 +155,7 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
     case invalidStepTime(resolution: String, degree: Int, Double)
     case invalidHandoff
     case invalidTopology(String)
+    case invalidDispatchOverhead(Double)
 
     public var description: String {
         switch self {
@@ -163,6 +171,8 @@ public enum ProfileError: Error, Equatable, CustomStringConvertible {
             "profile resolution \(r): 'step_ms' for degree \(d) must be a positive number, got \(v)"
         case .invalidHandoff: "hand-off time must not be negative"
         case .invalidTopology(let why): "profile \(why)"
+        case .invalidDispatchOverhead(let v):
+            "profile field 'dispatch_overhead_ms' (or --dispatch-overhead-ms) must be a number >= 0, got \(v)"
         }
     }
 }

@@ -89,9 +89,14 @@ public struct Profile: Codable, Sendable, Equatable {
     public var resolutions: [String: Entry]
     /// How the GPUs are linked; nil when the profile does not say.
     public var topology: Topology?
+    /// Optional: the fixed time each execution block costs on top of its steps (handing the block
+    /// to the devices, their start, the answer back), in milliseconds. Measured on the CPU engine
+    /// by `tetriserve bench dispatch`; absent means zero.
+    public var dispatchOverheadMs: Double?
 
     enum CodingKeys: String, CodingKey {
         case name, description, gpus, degrees, resolutions, topology
+        case dispatchOverheadMs = "dispatch_overhead_ms"
     }
 
     /// Decodes a profile; `description` may be left out.
@@ -103,11 +108,13 @@ public struct Profile: Codable, Sendable, Equatable {
         degrees = try c.decode([Int].self, forKey: .degrees)
         resolutions = try c.decode([String: Entry].self, forKey: .resolutions)
         topology = try c.decodeIfPresent(Topology.self, forKey: .topology)
+        dispatchOverheadMs = try c.decodeIfPresent(Double.self, forKey: .dispatchOverheadMs)
     }
 
     public init(
         name: String, description: String, gpus: Int, degrees: [Int], resolutions: [String: Entry],
-        topology: Topology? = nil
+        topology: Topology? = nil,
+        dispatchOverheadMs: Double? = nil
     ) {
         self.name = name
         self.description = description
@@ -115,5 +122,6 @@ public struct Profile: Codable, Sendable, Equatable {
         self.degrees = degrees
         self.resolutions = resolutions
         self.topology = topology
+        self.dispatchOverheadMs = dispatchOverheadMs
     }
 }

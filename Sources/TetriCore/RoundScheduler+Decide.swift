@@ -165,8 +165,9 @@ extension RoundScheduler {
             for o in c.widths.indices where c.widths[o] <= capacity {
                 // The step time on the free GPUs: crossing islands when no compact group is free.
                 guard let t = timeNow(c, o, compact) else { continue }
-                // The hand-off placement will charge when the request cannot stay on its GPUs.
-                let h = handoffCharged(r, width: c.widths[o], free: free)
+                // The hand-off placement will charge when the request cannot stay on its GPUs, and
+                // the block's dispatch.
+                let h = handoffCharged(r, width: c.widths[o], free: free) + dispatch
                 let q = min(s, Int(max(0, window - h) / t))
                 guard q >= 1 else { continue }
                 let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * t : 0
@@ -304,10 +305,10 @@ extension RoundScheduler {
             let o = picks[p].choice
             let set = sets[p]!
             let moved = !r.lastGPUs.isEmpty && set != r.lastGPUs
-            var usable = window - (moved ? handoff : 0)
+            var usable = window - (moved ? handoff : 0) - dispatch
             // Elastic blocks give their GPUs back at the next tick when a step fits before it.
             if picks[p].elastic && configuration.elasticTicks {
-                let tickUsable = tick - (moved ? handoff : 0)
+                let tickUsable = tick - (moved ? handoff : 0) - dispatch
                 if tickUsable >= c.stepTime[o] { usable = tickUsable }
             }
             let steps = min(r.remainingSteps, max(1, Int(usable / c.stepTime[o])))

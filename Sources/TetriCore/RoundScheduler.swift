@@ -101,6 +101,8 @@ public struct RoundScheduler: Scheduler {
     public let tick: Micros
     let gpus: Int
     let handoff: Micros
+    /// Fixed time every block pays on top of its steps (``CostModel/dispatchOverhead``).
+    let dispatch: Micros
     let classes: [ClassTable]
     /// How the GPUs are linked; nil when the profile does not say.
     let topology: NodeTopology?
@@ -139,13 +141,16 @@ public struct RoundScheduler: Scheduler {
             let fastest = allowed[r].map { model.stepTime[r][$0] }.min()!
             tRef = max(tRef, fastest)
         }
-        let round = tRef * Micros(Self.ticksPerRound(configuration, tick: tRef))
+        // A tick holds one reference step and one block dispatch (zero unless the profile or the
+        // options give one), so a block that ends at a tick still fits its step.
+        let tick = tRef + model.dispatchOverhead
+        let round = tick * Micros(Self.ticksPerRound(configuration, tick: tick))
         var classes: [ClassTable] = []
         for r in model.resolutions.indices {
             var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [], crossTime: [])
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
-                let q = Int(round / time)
+                let q = Int((round - model.dispatchOverhead) / time)
                 guard q >= 1 else { continue }
                 t.widths.append(model.degrees[d])
                 t.stepTime.append(time)
@@ -159,14 +164,16 @@ public struct RoundScheduler: Scheduler {
         for r in classes.indices where !classes[r].widths.isEmpty {
             let c = classes[r]
             classes[r].soonest = (0..<Self.finishTableSize).map { n in
-                Self.soonestFinish(c, n, round: round, roundAware: configuration.roundAware)
+                Self.soonestFinish(
+                    c, n, round: round, roundAware: configuration.roundAware, dispatch: model.dispatchOverhead)
             }
         }
         self.configuration = configuration
         self.round = round
-        self.tick = tRef
+        self.tick = tick
         self.gpus = gpus
         self.handoff = model.handoff
+        self.dispatch = model.dispatchOverhead
         self.classes = classes
         self.topology = model.topology
         self.nodes = model.topology?.nodes(gpus: gpus) ?? [GPUSet(first: gpus)]
@@ -184,25 +191,27 @@ public struct RoundScheduler: Scheduler {
     /// Time to run `steps` steps at option `o` of class `c` from a round boundary, running in
     /// every round: whole rounds, then the last partial round.
     @inline(__always)
-    static func roundFinish(_ c: ClassTable, _ o: Int, _ steps: Int, round: Micros) -> Micros {
+    static func roundFinish(_ c: ClassTable, _ o: Int, _ steps: Int, round: Micros, dispatch: Micros = 0) -> Micros {
         guard steps > 0 else { return 0 }
         let q = c.perRound[o]
         let full = (steps - 1) / q
-        return Micros(full) * round + Micros(steps - full * q) * c.stepTime[o]
+        return Micros(full) * round + Micros(steps - full * q) * c.stepTime[o] + dispatch
     }
 
     /// The soonest `steps` steps of class `c` can finish from a round boundary.
     @inline(__always)
     func minFinish(_ c: ClassTable, _ steps: Int) -> Micros {
         if steps < c.soonest.count { return c.soonest[steps] }
-        return Self.soonestFinish(c, steps, round: round, roundAware: configuration.roundAware)
+        return Self.soonestFinish(c, steps, round: round, roundAware: configuration.roundAware, dispatch: dispatch)
     }
 
-    static func soonestFinish(_ c: ClassTable, _ steps: Int, round: Micros, roundAware: Bool) -> Micros {
-        if !roundAware { return Micros(steps) * c.stepTime.min()! }
+    static func soonestFinish(_ c: ClassTable, _ steps: Int, round: Micros, roundAware: Bool, dispatch: Micros)
+        -> Micros
+    {
+        if !roundAware { return Micros(steps) * c.stepTime.min()! + dispatch }
         var best = Micros.max
         for o in c.widths.indices {
-            best = min(best, roundFinish(c, o, steps, round: round))
+            best = min(best, roundFinish(c, o, steps, round: round, dispatch: dispatch))
         }
         return best
     }

@@ -354,7 +354,7 @@ public actor RoundLoop {
         let moved = !e.lastGPUs.isEmpty && e.lastGPUs != s.gpus
         let end =
             now + Micros(s.steps) * backend.costModel.stepTime(resolution: e.resolution, degree: devices.count)
-            + (moved ? backend.costModel.handoff : 0)
+            + (moved ? backend.costModel.handoff : 0) + backend.costModel.dispatchOverhead
         let backend = self.backend
         let id = s.request
         let steps = s.steps

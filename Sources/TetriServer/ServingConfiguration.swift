@@ -38,4 +38,21 @@ public struct ServingConfiguration: Sendable {
     public func defaultSLO(resolution r: Int, steps: Int) -> Micros {
         .fromSeconds(baseSLO[min(r, baseSLO.count - 1)] * Double(steps) / 50 * sloScale)
     }
+
+    /// The tightest SLO a request gets when it gives none: the smallest class's default SLO at
+    /// ``defaultSteps``. The round schedulers cap their round at half of it, the rule the simulator
+    /// applies with the trace's tightest SLO (``RoundScheduler/Configuration/sloFloor``).
+    public var sloFloor: Micros {
+        baseSLO.indices.map { defaultSLO(resolution: $0, steps: defaultSteps) }.min() ?? 0
+    }
+
+    /// The scheduler the server runs: `policy` with its round capped by ``sloFloor`` unless
+    /// `capRound` is false (`serve --uncapped-round`).
+    public func scheduler(
+        policy: String, model: CostModel, gpus: Int, granularity: Int, planMargin: Double = 0, capRound: Bool = true
+    ) throws(PolicyError) -> any Scheduler {
+        try Policies.make(
+            policy, model: model, gpus: gpus, granularity: granularity, planMargin: planMargin,
+            sloFloor: capRound && !baseSLO.isEmpty ? sloFloor : nil)
+    }
 }

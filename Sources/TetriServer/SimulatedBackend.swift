@@ -37,8 +37,9 @@ public final class SimulatedBackend: ExecutionBackend {
         }
     }
 
-    /// Sleeps until `start + i × T(resolution, degree)` for each step `i`, so that blocks keep the
-    /// virtual timeline exactly, whatever the scheduling latency of the host.
+    /// Sleeps until `start + dispatch + i × T(resolution, degree)` for each step `i` (the cost
+    /// model's per-block dispatch overhead, then the steps), so that blocks keep the virtual
+    /// timeline exactly, whatever the scheduling latency of the host.
     public func run(
         handle: Int, from: Int, steps: Int, devices: [Int], start: Micros, progress: @escaping @Sendable (Int) -> Void
     ) async throws {
@@ -51,7 +52,7 @@ public final class SimulatedBackend: ExecutionBackend {
             ?? costModel.stepTime(resolution: r, degree: devices.count)
         for i in 0..<steps {
             do {
-                try await clock.sleep(until: start + step * Micros(i + 1))
+                try await clock.sleep(until: start + costModel.dispatchOverhead + step * Micros(i + 1))
             } catch {
                 throw BlockInterrupted(completed: i, reason: "cancelled")
             }

@@ -11,6 +11,7 @@ public enum EmbeddedProfiles {
     1,
     2
   ],
+  "dispatch_overhead_ms" : 0,
   "description" : "Measured by tetriserve profile: model small, 2 CPU workers (one core, one OpenBLAS thread each, core Cooperlake) on AMD EPYC; median of 5 steps after 2 warm-up; prompt of 46 text tokens.",
   "gpus" : 2,
   "name" : "cpu-local",

@@ -4,7 +4,10 @@ import TetriCore
 /// Reading profile files.
 public enum ProfileFile {
     /// Loads and validates a profile: a JSON file, or the name of a built-in profile (see ``contents(of:)``).
-    public static func load(_ path: String, handoff: Micros = 0) throws(FileError) -> CostModel {
+    /// `dispatchOverhead` overrides the profile's `dispatch_overhead_ms` when set.
+    public static func load(
+        _ path: String, handoff: Micros = 0, dispatchOverhead: Micros? = nil
+    ) throws(FileError) -> CostModel {
         let data = try contents(of: path)
         let profile: Profile
         do {
@@ -13,7 +16,7 @@ public enum ProfileFile {
             throw .malformed(path, Self.describe(error))
         }
         do {
-            return try CostModel(profile: profile, handoff: handoff)
+            return try CostModel(profile: profile, handoff: handoff, dispatchOverhead: dispatchOverhead)
         } catch {
             throw .invalid(path, error.description)
         }

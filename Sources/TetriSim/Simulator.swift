@@ -179,7 +179,7 @@ public enum Simulator {
                     throw .invalidDecision(policy: policy, at: now, "request \(s.request): \(why)")
                 }
                 let moved = !lastGPUs[i].isEmpty && lastGPUs[i] != s.gpus
-                let duration = Micros(s.steps) * step + (moved ? model.handoff : 0)
+                let duration = Micros(s.steps) * step + (moved ? model.handoff : 0) + model.dispatchOverhead
                 free = free.subtracting(s.gpus)
                 running[i] = true
                 degreeSteps[i] += s.degree * s.steps

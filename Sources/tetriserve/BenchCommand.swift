@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks.",
-        subcommands: [SchedulerBench.self]
+        subcommands: [SchedulerBench.self, DispatchBench.self]
     )
 }
 

@@ -27,6 +27,13 @@ struct BoundCommand: ParsableCommand {
     @Option(help: "Write the bound as JSON here.")
     var json: String?
 
+    @Flag(
+        help: """
+            Give the solver every capacity constraint that could bind up front instead of adding them as \
+            cutting planes (same bound; up to one constraint per pair of requests, slow on overloaded traces).
+            """)
+    var fullModel = false
+
     func run() throws {
         let model = try userFacing { try ProfileFile.load(profile) }
         guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
@@ -37,7 +44,10 @@ struct BoundCommand: ParsableCommand {
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
             throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
         }
-        let bound = try userFacing { try UpperBound.compute(trace: trace, model: model, gpus: gpus) }
+        let bound = try userFacing {
+            try UpperBound.compute(
+                trace: trace, model: model, gpus: gpus, method: fullModel ? .fullModel : .cuttingPlanes)
+        }
         print(bound.text)
         if let json {
             let encoder = JSONEncoder()

@@ -55,6 +55,14 @@ struct ExperimentCommand: ParsableCommand {
     var handoffMs: Double = 0
 
     @Option(
+        name: .customLong("dispatch-overhead-ms"), parsing: .unconditional,
+        help: """
+            Fixed cost of every execution block on top of its steps (dispatch to the devices and back), in ms \
+            (default: the profile's dispatch_overhead_ms, 0 when it gives none).
+            """)
+    var dispatchOverheadMs: Double?
+
+    @Option(
         name: .customLong("slo-scales"), parsing: .unconditional,
         help: "Comma-separated SLO scales (the first is used by rate-sweep).")
     var sloScales: String = "1.0,1.1,1.2,1.3,1.4,1.5"
@@ -70,12 +78,20 @@ struct ExperimentCommand: ParsableCommand {
         guard seeds >= 1 else { throw UserError("--seeds must be >= 1, got \(seeds)") }
         guard count >= 1 else { throw UserError("--count must be >= 1, got \(count)") }
         guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
+        if let d = dispatchOverheadMs, !(d >= 0 && d.isFinite) {
+            throw UserError("--dispatch-overhead-ms must be a number >= 0, got \(d)")
+        }
         let scales = sloScales.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard !scales.isEmpty, scales.allSatisfy({ ($0 ?? 0) > 0 }) else {
             throw UserError("--slo-scales must be comma-separated positive numbers, got '\(sloScales)'")
         }
         let path = profile ?? (name == "sd3" ? Defaults.sd3Profile : Defaults.profile)
-        let model = try userFacing { try ProfileFile.load(path, handoff: .fromMilliseconds(handoffMs)) }
+        let model = try userFacing {
+            try ProfileFile.load(
+                path,
+                handoff: .fromMilliseconds(handoffMs),
+                dispatchOverhead: dispatchOverheadMs.map { .fromMilliseconds($0) })
+        }
         let gpus = self.gpus ?? model.gpus
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
             throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")

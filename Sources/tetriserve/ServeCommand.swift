@@ -74,8 +74,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Scheduling policy: \(Policies.names.joined(separator: ", ")).")
     var policy: String = "tetriserve"
 
-    @Option(parsing: .unconditional, help: "Step granularity of the round schedulers.")
+    @Option(
+        parsing: .unconditional,
+        help: """
+            Step granularity of the round schedulers: ticks per round, at most half the tightest default SLO \
+            (the smallest class's at --default-steps and --slo-scale) unless --uncapped-round.
+            """)
     var granularity: Int = 5
+
+    @Flag(
+        name: .customLong("uncapped-round"),
+        help: "Keep granularity ticks per round even when a round exceeds half the tightest default SLO.")
+    var uncappedRound = false
 
     @Option(
         name: .customLong("max-queue"), parsing: .unconditional,
@@ -320,10 +330,11 @@ struct ServeCommand: AsyncParsableCommand {
             backend = CPUBackend(pool: pool, costModel: costModel, stepTimeout: stepTimeout)
             base = ServingConfiguration.profileSLOs(costModel)
         }
+        var serving = ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale)
         let scheduler = try userFacing {
-            try Policies.make(
-                policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,
-                planMargin: planMargin)
+            try serving.scheduler(
+                policy: policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,
+                planMargin: planMargin, capRound: !uncappedRound)
         }
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,
@@ -331,7 +342,6 @@ struct ServeCommand: AsyncParsableCommand {
                 maxQueue: maxQueue, rejectInfeasible: rejectInfeasible, resultTTLSeconds: resultTTL,
                 resultMemory: Int(resultMemory * 1_048_576), dropLateAfter: dropLateAfter),
             metrics: ServerMetrics(), logger: logger)
-        var serving = ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale)
         serving.apiKeys = APIKeys.from(
             options: apiKeys, environment: ProcessInfo.processInfo.environment["TETRISERVE_API_KEYS"])
         if !serving.apiKeys.isEnabled && !APIKeys.isLoopback(host: host) {

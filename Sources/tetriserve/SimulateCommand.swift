@@ -40,6 +40,14 @@ struct SimulateCommand: ParsableCommand {
         help: "Modelled cost of moving a request to other GPUs, in ms.")
     var handoffMs: Double = 0
 
+    @Option(
+        name: .customLong("dispatch-overhead-ms"), parsing: .unconditional,
+        help: """
+            Fixed cost of every execution block on top of its steps (dispatch to the devices and back), in ms \
+            (default: the profile's dispatch_overhead_ms, 0 when it gives none).
+            """)
+    var dispatchOverheadMs: Double?
+
     @Option(help: "Write the result JSON here.")
     var json: String?
 
@@ -48,7 +56,15 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
-        let model = try userFacing { try ProfileFile.load(profile, handoff: .fromMilliseconds(handoffMs)) }
+        if let d = dispatchOverheadMs, !(d >= 0 && d.isFinite) {
+            throw UserError("--dispatch-overhead-ms must be a number >= 0, got \(d)")
+        }
+        let model = try userFacing {
+            try ProfileFile.load(
+                profile,
+                handoff: .fromMilliseconds(handoffMs),
+                dispatchOverhead: dispatchOverheadMs.map { .fromMilliseconds($0) })
+        }
         guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
             throw UserError("cannot read trace '\(trace)'")
         }

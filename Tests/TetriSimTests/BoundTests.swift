@@ -191,6 +191,53 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         }
     }
 
+    @Test func cuttingPlanesGiveTheFullModelsOptimum() throws {
+        let m = try tinyModel()
+        var rng = SeededRandom(seed: 23)
+        var linked = 0
+        var lazier = 0
+        for _ in 0..<60 {
+            let gpus = Int.random(in: 2...4, using: &rng)
+            let n = Int.random(in: 6...24, using: &rng)
+            let reqs = (0..<n).map { id in
+                let big = Bool.random(using: &rng)
+                let steps = Int.random(in: 1...6, using: &rng)
+                let fastest: Micros = big ? 9_000 : 4_000
+                return TraceRequest(
+                    id: id, arrival: Micros.random(in: 0...60, using: &rng) * 1_000,
+                    resolution: square(big ? 512 : 256), steps: steps,
+                    slo: Micros(steps) * fastest * Micros.random(in: 10...40, using: &rng) / 10)
+            }
+            let t = try Trace(reqs)
+            let full = try UpperBound.compute(trace: t, model: m, gpus: gpus, method: .fullModel)
+            let cuts = try UpperBound.compute(trace: t, model: m, gpus: gpus)
+            #expect(cuts.met == full.met, "trace \(reqs) on \(gpus) GPUs")
+            #expect(cuts.constraints == full.constraints && cuts.components == full.components)
+            #expect(full.cuts == full.constraints)
+            if full.components > 0 { linked += 1 }
+            if cuts.cuts < full.cuts { lazier += 1 }
+        }
+        #expect(linked >= 20)
+        #expect(lazier >= 10)
+    }
+
+    @Test func cuttingPlanesOnAnOverloadedSingleClassTrace() throws {
+        // Only 2048² at 12 req/min on 8 GPUs: almost every interval is overfilled, so the full model
+        // has a constraint per pair of requests; both solvers agree.
+        let m = try model()
+        var spec = WorkloadSpec(model: m)
+        spec.count = 50
+        spec.sloScale = 1.5
+        spec.mix = .weights([0, 0, 0, 1])
+        let t = try spec.generate()
+        let full = try UpperBound.compute(trace: t, model: m, gpus: 8, method: .fullModel)
+        let cuts = try UpperBound.compute(trace: t, model: m, gpus: 8)
+        #expect(full.constraints > 900)
+        #expect(cuts.met == full.met)
+        #expect(cuts.met < 50)
+        #expect(cuts.cuts * 3 < full.cuts)
+    }
+
     @Test func theLargestFluxClassCannotMeetItsBaseSLO() throws {
         // 50 steps × 136.9 ms = 6.845 s at degree 8 against 5 s: no schedule meets a 2048² request
         // below SLO scale 1.369.
