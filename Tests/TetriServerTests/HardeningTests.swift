@@ -302,25 +302,9 @@ struct BodyFuzzer {
 }
 
 /// A backend whose devices are partly down, to show `/healthz` reporting it.
-struct DegradedBackend: ExecutionBackend {
+struct DegradedBackend: ForwardingBackend {
     let inner: SimulatedBackend
-    var kind: String { inner.kind }
-    var modelName: String { inner.modelName }
-    var devices: Int { inner.devices }
-    var costModel: CostModel { inner.costModel }
     var unavailableDevices: Int { 1 }
-    func validate(width: Int, height: Int) -> String? { inner.validate(width: width, height: height) }
-    func costClass(width: Int, height: Int) -> Int? { inner.costClass(width: width, height: height) }
-    func begin(_ job: GenerationJob) async throws -> Int { try await inner.begin(job) }
-    func run(
-        handle: Int, from: Int, steps: Int, devices: [Int], start: Micros, progress: @escaping @Sendable (Int) -> Void
-    ) async throws {
-        try await inner.run(
-            handle: handle, from: from, steps: steps, devices: devices, start: start, progress: progress)
-    }
-    func finish(handle: Int) async throws -> [UInt8] { try await inner.finish(handle: handle) }
-    func release(handle: Int) async { await inner.release(handle: handle) }
-    func shutdown() async { await inner.shutdown() }
 }
 
 @Suite struct HTTPEdgeTests {

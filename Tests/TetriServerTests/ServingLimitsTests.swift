@@ -14,15 +14,10 @@ import Testing
 /// Simulated FLUX devices with request memory like the CPU engine's shared-memory heap: each
 /// request holds `bytesPerToken` × its class's latent tokens from admission until it is terminal.
 /// Any size up to 2048² is accepted and scheduled as the smallest class at least as large.
-struct MemoryBoundBackend: ExecutionBackend {
+struct MemoryBoundBackend: ForwardingBackend {
     let inner: SimulatedBackend
     let bytesPerToken: Int
     let capacity: Int
-
-    var kind: String { inner.kind }
-    var modelName: String { inner.modelName }
-    var devices: Int { inner.devices }
-    var costModel: CostModel { inner.costModel }
 
     func validate(width: Int, height: Int) -> String? {
         costClass(width: width, height: height) == nil ? "too large" : nil
@@ -45,16 +40,32 @@ struct MemoryBoundBackend: ExecutionBackend {
         return try await inner.begin(scheduled)
     }
 
+    func shutdown() async {}
+}
+
+/// A test backend that forwards every requirement to a simulated backend except those it
+/// implements itself.
+protocol ForwardingBackend: ExecutionBackend {
+    var inner: SimulatedBackend { get }
+}
+
+extension ForwardingBackend {
+    var kind: String { inner.kind }
+    var modelName: String { inner.modelName }
+    var devices: Int { inner.devices }
+    var costModel: CostModel { inner.costModel }
+    func validate(width: Int, height: Int) -> String? { inner.validate(width: width, height: height) }
+    func costClass(width: Int, height: Int) -> Int? { inner.costClass(width: width, height: height) }
+    func begin(_ job: GenerationJob) async throws -> Int { try await inner.begin(job) }
     func run(
         handle: Int, from: Int, steps: Int, devices: [Int], start: Micros, progress: @escaping @Sendable (Int) -> Void
     ) async throws {
         try await inner.run(
             handle: handle, from: from, steps: steps, devices: devices, start: start, progress: progress)
     }
-
     func finish(handle: Int) async throws -> [UInt8] { try await inner.finish(handle: handle) }
     func release(handle: Int) async { await inner.release(handle: handle) }
-    func shutdown() async {}
+    func shutdown() async { await inner.shutdown() }
 }
 
 func makeMemoryLoop(timeScale: Double = 20, capacityTokens: Int, maxQueue: Int = 64) throws -> RoundLoop {
