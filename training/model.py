@@ -48,6 +48,7 @@ class Config:
     prediction: str = "velocity"
     ropePositions: str = "grid"
     ropeCanvas: float = 16.0
+    positionFrequencies: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -68,7 +69,7 @@ class Config:
     def to_json(self, legacy: bool = False) -> str:
         d = asdict(self)
         if legacy:  # the fields a Swift engine without the word tokenizer etc. decodes
-            for k in ("tokenizer", "vocabulary", "prediction", "ropePositions", "ropeCanvas"):
+            for k in ("tokenizer", "vocabulary", "prediction", "ropePositions", "ropeCanvas", "positionFrequencies"):
                 d.pop(k)
         return json.dumps(d, separators=(",", ":"))
 
@@ -101,6 +102,8 @@ class Config:
             linear(f"{p}.mlp2", t * r, t)
         norm("text.final_norm", t, True)
         linear("img_in", self.patch_dim, d)
+        if self.positionFrequencies > 0:
+            linear("pos_in", 4 * self.positionFrequencies, d)
         linear("txt_in", t, d)
         linear("time_in.in", self.timeEmbedding, d)
         linear("time_in.out", d, d)
@@ -348,6 +351,23 @@ def rope_table(cfg: Config, rows: int, columns: int) -> tuple[np.ndarray, np.nda
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
 
 
+def position_features(cfg: Config, rows: int, columns: int) -> np.ndarray:
+    """The canvas-position features of the image tokens, [tokens, 4 * positionFrequencies], as
+    Swift `ModelConfig.positionFeatures` (computed in double precision): with the token centre at
+    v = (row + 0.5) / rows and u = (col + 0.5) / columns, cos(pi k v), sin(pi k v), cos(pi k u),
+    sin(pi k u) for k = 1 ... positionFrequencies, each group in order of k. An empty array when
+    the model has none."""
+    k = cfg.positionFrequencies
+    n = rows * columns
+    if k <= 0:
+        return np.zeros((n, 0), np.float32)
+    v = (np.repeat(np.arange(rows), columns) + 0.5) / rows
+    u = (np.tile(np.arange(columns), rows) + 0.5) / columns
+    f = math.pi * np.arange(1, k + 1, dtype=np.float64)
+    av, au = v[:, None] * f[None], u[:, None] * f[None]
+    return np.concatenate([np.cos(av), np.sin(av), np.cos(au), np.sin(au)], axis=1).astype(np.float32)
+
+
 def apply_rope(x, cos, sin):
     """x: [B, N, H, Dh]; rotates adjacent pairs."""
     b, n, h, d = x.shape
@@ -386,9 +406,10 @@ def encode_text(params, cfg: Config, ids, mask):
     return h, pooled
 
 
-def forward(params, cfg: Config, ids, mask, latent, t, cos, sin):
+def forward(params, cfg: Config, ids, mask, latent, t, cos, sin, pos=None):
     """The network output for a batch: ids/mask [B, T], latent [B, N, patchDim], t [B],
-    cos/sin [N, headDim/2]. Returns [B, N, patchDim] (velocity or clean image, per
+    cos/sin [N, headDim/2], pos [N, 4 * positionFrequencies] (`position_features`; only read
+    when the model has them). Returns [B, N, patchDim] (velocity or clean image, per
     `cfg.prediction`)."""
     d, nh, hd = cfg.hidden, cfg.heads, cfg.head_dim
     b, tt = ids.shape
@@ -403,6 +424,8 @@ def forward(params, cfg: Config, ids, mask, latent, t, cos, sin):
     key_mask = jnp.concatenate([mask, jnp.ones((b, n), bool)], axis=1)
     txt = linear(params, "txt_in", text)
     img = linear(params, "img_in", latent)
+    if cfg.positionFrequencies > 0:
+        img = img + linear(params, "pos_in", pos)[None]
 
     def qkv_of(p, xs, mod_shift, mod_scale, rope):
         xn = layer_norm(xs) * (1 + mod_scale[:, None]) + mod_shift[:, None]
@@ -483,9 +506,10 @@ def sample(params, cfg: Config, prompt: str, width: int, height: int, steps: int
     k = int(mask.sum())
     ids, mask = ids[:, :k], mask[:, :k]
     cos, sin = rope_table(cfg, rows, cols)
+    pos = position_features(cfg, rows, cols)
     times = schedule(steps, n)
     x = swift_noise(seed, n * cfg.patch_dim).reshape(1, n, cfg.patch_dim)
-    f = jax.jit(lambda pr, xx, tt: forward(pr, cfg, ids, mask, xx, tt, cos, sin))
+    f = jax.jit(lambda pr, xx, tt: forward(pr, cfg, ids, mask, xx, tt, cos, sin, pos))
     for i in range(steps):
         out = np.asarray(f(params, x, np.array([times[i]], np.float32)))
         x = euler_step(cfg, out, x, times[i], times[i + 1]).astype(np.float32)

@@ -34,8 +34,9 @@ def forward_case(cfg, params, prompt, width, height, seed, t):
     ids, mask = M.batch_tokens(cfg, [prompt])
     k = int(mask.sum())
     cos, sin = M.rope_table(cfg, rows, cols)
+    pos = M.position_features(cfg, rows, cols)
     x = M.swift_noise(seed, n * cfg.patch_dim).reshape(1, n, cfg.patch_dim)
-    out = M.forward(params, cfg, ids[:, :k], mask[:, :k], x, np.array([t], np.float32), cos, sin)
+    out = M.forward(params, cfg, ids[:, :k], mask[:, :k], x, np.array([t], np.float32), cos, sin, pos)
     return M.euler_step(cfg, np.asarray(out), x, np.float32(t), np.float32(0))[0].astype("<f4")
 
 

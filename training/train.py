@@ -134,6 +134,7 @@ def main():
     ap.add_argument("--text-hidden", type=int, default=128, help="text encoder width")
     ap.add_argument("--text-heads", type=int, default=2, help="text encoder heads")
     ap.add_argument("--text-layers", type=int, default=1, help="text encoder layers")
+    ap.add_argument("--position-frequencies", type=int, default=8, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only)")
     ap.add_argument("--text-tokens", type=int, default=24, help="maxTextTokens (start token included)")
     ap.add_argument("--high-t-from", type=int, default=0, help="step from which --high-t-share and --t-clamp apply")
     ap.add_argument("--high-t-share", type=float, default=0.2, help="share of each batch with t uniform in [0.9, 1]")
@@ -166,6 +167,7 @@ def main():
         patchSize=16, textHidden=args.text_hidden, textHeads=args.text_heads, textLayers=args.text_layers,
         maxTextTokens=args.text_tokens, tokenizer="words", vocabulary=vocabulary or [f"w{i}" for i in range(60)],
         prediction="x", ropePositions="canvas", ropeCanvas=16.0,
+        positionFrequencies=args.position_frequencies,
     )
     sources = {int(s): Dataset(d, cfg) for s, d in data_dirs.items()}
     for s in (x for x in args.random_data.split(",") if x):
@@ -204,7 +206,7 @@ def main():
     ropes = {}
     for s in sizes:
         c, sn = M.rope_table(cfg, s // 16, s // 16)
-        ropes[s] = (jnp.asarray(c), jnp.asarray(sn))
+        ropes[s] = (jnp.asarray(c), jnp.asarray(sn), jnp.asarray(M.position_features(cfg, s // 16, s // 16)))
 
     def draw_times(step: int, b: int) -> np.ndarray:
         """Logit-normal t (mean 0.5, sd 1); from `--high-t-from` on, a `--high-t-share` of each
@@ -215,16 +217,16 @@ def main():
             t = np.where(high, t_rng.uniform(0.9, 1.0, b), t)
         return t.astype(np.float32)
 
-    def loss_fn(params, ids, mask, x0, key, cos, sin, t, clamp):
+    def loss_fn(params, ids, mask, x0, key, cos, sin, pos, t, clamp):
         eps = jax.random.normal(key, x0.shape)
         xt = (1 - t)[:, None, None] * x0 + t[:, None, None] * eps
-        pred = M.forward(params, cfg, ids, mask, xt, t, cos, sin)
+        pred = M.forward(params, cfg, ids, mask, xt, t, cos, sin, pos)
         err = ((pred - x0) ** 2).mean(axis=(1, 2))
         return (err / jnp.maximum(t, clamp) ** 2).mean()
 
     @jax.jit
-    def train_step(params, ema, opt_state, ids, mask, x0, key, cos, sin, lr, t, clamp):
-        loss, grads = jax.value_and_grad(loss_fn)(params, ids, mask, x0, key, cos, sin, t, clamp)
+    def train_step(params, ema, opt_state, ids, mask, x0, key, cos, sin, pos, lr, t, clamp):
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids, mask, x0, key, cos, sin, pos, t, clamp)
         updates, opt_state = opt.update(grads, opt_state, params)
         updates = jax.tree.map(lambda u: -lr * u, updates)
         params = optax.apply_updates(params, updates)
@@ -244,10 +246,16 @@ def main():
         params = M.init_params(cfg, jax.random.PRNGKey(args.seed))
         if args.init:
             init_cfg, init_params = M.load_safetensors(args.init)
-            if init_cfg.parameter_shapes() != cfg.parameter_shapes():
+            # A file without the position projection (an older model) starts it at zero, so the
+            # network begins as exactly that model.
+            shapes = dict(cfg.parameter_shapes())
+            added = [k for k in shapes if k not in init_params]
+            if any(not k.startswith("pos_in.") for k in added) or any(
+                    k not in shapes or tuple(v.shape) != tuple(shapes[k]) for k, v in init_params.items()):
                 raise SystemExit(f"--init {args.init} has other tensor shapes than this configuration")
-            params = {k: jnp.asarray(init_params[k]) for k in params}
-            print(f"initialised from {args.init}", flush=True)
+            params = {k: jnp.asarray(init_params[k]) if k in init_params else jnp.zeros(shapes[k], jnp.float32)
+                      for k in params}
+            print(f"initialised from {args.init}" + (f" ({', '.join(added)} at zero)" if added else ""), flush=True)
         ema = jax.tree.map(lambda p: p, params)
         opt_state = opt.init(params)
         start, rows, elapsed0 = 0, [], 0.0
@@ -288,11 +296,11 @@ def main():
     for step in range(start, args.steps):
         s, (ids, mask, x0) = q.get()
         key, sub = jax.random.split(key)
-        cos, sin = ropes[s]
+        cos, sin, pos = ropes[s]
         lr = learning_rate(step, elapsed0 + time.time() - t0)
         clamp = args.t_clamp if step >= args.high_t_from else 0.05
         params, ema, opt_state, loss = train_step(
-            params, ema, opt_state, ids, mask, x0, sub, cos, sin, jnp.float32(lr),
+            params, ema, opt_state, ids, mask, x0, sub, cos, sin, pos, jnp.float32(lr),
             draw_times(step, x0.shape[0]), jnp.float32(clamp))
         loss = float(loss)
         if not math.isfinite(loss):

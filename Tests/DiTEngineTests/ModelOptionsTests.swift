@@ -4,7 +4,8 @@ import TetriCore
 
 @testable import DiTEngine
 
-/// The tiny model with the options of a scene model: word tokenizer, x-prediction, canvas RoPE.
+/// The tiny model with the options of a scene model: word tokenizer, x-prediction, canvas RoPE,
+/// canvas-position features.
 let tinySceneConfig: ModelConfig = {
     var config = ModelConfig.tiny
     config.name = "tiny-scenes"
@@ -13,6 +14,7 @@ let tinySceneConfig: ModelConfig = {
     config.prediction = .x
     config.ropePositions = .canvas
     config.ropeCanvas = 4
+    config.positionFrequencies = 3
     return config
 }()
 
@@ -80,6 +82,57 @@ func writeTinySceneWeights() throws -> String {
         let q = tinySceneConfig.ropePosition(token: 1 * 8 + 2, geometry: fine)
         #expect(q == (row: 1.5, col: 1.25))
         #expect(ModelConfig.tiny.ropePosition(token: 5, geometry: geometry) == (row: 1, col: 1))
+    }
+
+    @Test func positionFeaturesDescribeThePlaceOnTheCanvas() {
+        let k = tinySceneConfig.positionFrequencies
+        #expect(tinySceneConfig.positionFeatureWidth == 12)
+        #expect(ModelConfig.tiny.positionFeatureWidth == 0)
+        // Token 5 of a 4-column, 2-row grid: row 1, column 1, centre at v = 0.75, u = 0.375.
+        let geometry = SequenceGeometry(textTokens: 3, columns: 4, rows: 2)
+        let all = tinySceneConfig.positionFeatures(tokens: 0..<8, geometry: geometry)
+        #expect(all.count == 8 * 12)
+        let row5 = Array(all[(5 * 12)..<(6 * 12)])
+        for j in 0..<k {
+            let f = Double.pi * Double(j + 1)
+            let v: Double = 0.75 * f
+            let u: Double = 0.375 * f
+            let want: [Float] = [
+                Float(Foundation.cos(v)), Float(Foundation.sin(v)), Float(Foundation.cos(u)), Float(Foundation.sin(u)),
+            ]
+            let got: [Float] = [row5[j], row5[k + j], row5[2 * k + j], row5[3 * k + j]]
+            #expect(got == want)
+        }
+        // A shard's rows are those of its tokens in the whole grid.
+        #expect(tinySceneConfig.positionFeatures(tokens: 5..<7, geometry: geometry) == Array(all[60..<84]))
+        // The centre of a 1×1 grid and of a 3×3 grid is the same place; every token differs.
+        let one = tinySceneConfig.positionFeatures(tokens: 0..<1, geometry: .init(textTokens: 1, columns: 1, rows: 1))
+        let nine = tinySceneConfig.positionFeatures(tokens: 4..<5, geometry: .init(textTokens: 1, columns: 3, rows: 3))
+        #expect(one == nine)
+        let rows: [[Float]] = (0..<8).map { (i: Int) -> [Float] in Array(all[(i * 12)..<(i * 12 + 12)]) }
+        #expect(Set(rows).count == 8)
+    }
+
+    /// The features enter through `pos_in` only: with that layer at zero the model computes
+    /// exactly what the same weights without position features compute, and with it the image
+    /// changes.
+    @Test func positionFeaturesEnterThroughTheirLayerOnly() throws {
+        var plainConfig = tinySceneConfig
+        plainConfig.positionFrequencies = 0
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        for (name, shape) in plainConfig.parameterShapes {
+            tensors[name] = (shape, tinySceneModel.weights.values(name))
+        }
+        let plain = try DiTModel(weights: Weights(config: plainConfig, tensors: tensors))
+        for name in ["pos_in.weight", "pos_in.bias"] {
+            let shape = try #require(tinySceneModel.weights.layout[name]).shape
+            tensors[name] = (shape, [Float](repeating: 0, count: shape.reduce(1, *)))
+        }
+        let zeroed = try DiTModel(weights: Weights(config: tinySceneConfig, tensors: tensors))
+        let request = GenerationRequest(prompt: "a red circle top left", width: 24, height: 16, steps: 2, seed: 5)
+        let reference = try LocalEngine(model: plain).generateLatent(request)
+        #expect(try LocalEngine(model: zeroed).generateLatent(request) == reference)
+        #expect(try LocalEngine(model: tinySceneModel).generateLatent(request) != reference)
     }
 
     /// With one step from t = 1 to 0 the x-prediction model's image is its network output, and

@@ -46,6 +46,12 @@ extension DiTModel {
         let x = Buffer(lr * d)
         txtIn(text + txtR.lowerBound * config.textHidden, rows: tr, out: x.p)
         imgIn(latent + imgR.lowerBound * patch, rows: ir, out: x.p + tr * d)
+        if let posIn, ir > 0 {
+            let features = config.positionFeatures(tokens: imgR, geometry: geometry)
+            let embedded = Buffer(ir * d)
+            features.withUnsafeBufferPointer { posIn($0.baseAddress!, rows: ir, out: embedded.p) }
+            for i in 0..<(ir * d) { x.p[tr * d + i] += embedded.p[i] }
+        }
 
         let xn = Buffer(lr * d)
         let attn = Buffer(lr * d)

@@ -68,6 +68,8 @@ public final class DiTModel: @unchecked Sendable {
     let singles: [SingleBlock]
     let textLayers: [TextLayer]
     let imgIn: Linear
+    /// The projection of the canvas-position features (models with `positionFrequencies > 0`).
+    let posIn: Linear?
     let txtIn: Linear
     let timeIn: (Linear, Linear)
     let vectorIn: (Linear, Linear)
@@ -96,6 +98,7 @@ public final class DiTModel: @unchecked Sendable {
                 mlp1: Linear(w, "\(p).mlp1"), mlp2: Linear(w, "\(p).mlp2"))
         }
         imgIn = Linear(w, "img_in")
+        posIn = config.positionFrequencies > 0 ? Linear(w, "pos_in") : nil
         txtIn = Linear(w, "txt_in")
         timeIn = (Linear(w, "time_in.in"), Linear(w, "time_in.out"))
         vectorIn = (Linear(w, "vector_in.in"), Linear(w, "vector_in.out"))

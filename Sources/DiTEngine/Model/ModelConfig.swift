@@ -1,3 +1,5 @@
+import Foundation
+
 /// Sizes of the MMDiT and its text encoder.
 public struct ModelConfig: Codable, Sendable, Equatable {
     public var name: String
@@ -31,6 +33,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     public var ropePositions: RopePositions
     /// The canvas extent (in RoPE position units) of `canvas` positions.
     public var ropeCanvas: Float
+    /// Frequencies per axis of the canvas-position features added to the image tokens (through
+    /// the `pos_in` layer, see ``positionFeatures(tokens:geometry:)``); 0: none, the image tokens
+    /// know their place only through RoPE, which is relative.
+    public var positionFrequencies: Int
 
     /// How prompts become token ids.
     public enum Tokenizer: String, Codable, Sendable {
@@ -62,7 +68,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         name: String, hidden: Int, heads: Int, doubleBlocks: Int, singleBlocks: Int, mlpRatio: Int = 4,
         patchSize: Int, channels: Int = 3, textHidden: Int, textHeads: Int, textLayers: Int, maxTextTokens: Int,
         timeEmbedding: Int = 256, ropeTheta: Float = 10_000, tokenizer: Tokenizer = .bytes, vocabulary: [String] = [],
-        prediction: Prediction = .velocity, ropePositions: RopePositions = .grid, ropeCanvas: Float = 16
+        prediction: Prediction = .velocity, ropePositions: RopePositions = .grid, ropeCanvas: Float = 16,
+        positionFrequencies: Int = 0
     ) {
         self.name = name
         self.hidden = hidden
@@ -83,16 +90,17 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.prediction = prediction
         self.ropePositions = ropePositions
         self.ropeCanvas = ropeCanvas
+        self.positionFrequencies = positionFrequencies
     }
 
     enum CodingKeys: String, CodingKey {
         case name, hidden, heads, doubleBlocks, singleBlocks, mlpRatio, patchSize, channels, textHidden, textHeads
         case textLayers, maxTextTokens, timeEmbedding, ropeTheta, tokenizer, vocabulary, prediction, ropePositions
-        case ropeCanvas
+        case ropeCanvas, positionFrequencies
     }
 
     /// Decodes a configuration; fields added after the first format default to the behaviour
-    /// before them (bytes tokenizer, velocity prediction, grid positions).
+    /// before them (bytes tokenizer, velocity prediction, grid positions, no position features).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
@@ -112,7 +120,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             vocabulary: try c.decodeIfPresent([String].self, forKey: .vocabulary) ?? [],
             prediction: try c.decodeIfPresent(Prediction.self, forKey: .prediction) ?? .velocity,
             ropePositions: try c.decodeIfPresent(RopePositions.self, forKey: .ropePositions) ?? .grid,
-            ropeCanvas: try c.decodeIfPresent(Float.self, forKey: .ropeCanvas) ?? 16)
+            ropeCanvas: try c.decodeIfPresent(Float.self, forKey: .ropeCanvas) ?? 16,
+            positionFrequencies: try c.decodeIfPresent(Int.self, forKey: .positionFrequencies) ?? 0)
     }
 
     /// For tests: 32 wide, 4 heads, one block of each kind, 8-pixel patches.
@@ -161,6 +170,9 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         guard ropeCanvas > 0, ropeCanvas.isFinite else {
             throw .invalidModel("ropeCanvas must be a positive number, got \(ropeCanvas)")
         }
+        guard (0...256).contains(positionFrequencies) else {
+            throw .invalidModel("positionFrequencies must be in 0...256, got \(positionFrequencies)")
+        }
     }
 
     /// The image token grid (columns, rows) of a size, or an error naming the allowed sizes.
@@ -187,6 +199,35 @@ public struct ModelConfig: Codable, Sendable, Equatable {
                 (Double(col) + 0.5) * canvas / Double(geometry.columns)
             )
         }
+    }
+
+    /// Width of one image token's canvas-position features.
+    public var positionFeatureWidth: Int { 4 * positionFrequencies }
+
+    /// The canvas-position features of image tokens `tokens` (row-major in the grid), one row of
+    /// ``positionFeatureWidth`` values each: with the token's centre at `v = (row + 0.5) / rows`
+    /// and `u = (col + 0.5) / columns` on the unit canvas, `cos(πkv)`, `sin(πkv)`, `cos(πku)`,
+    /// `sin(πku)` for `k = 1 … positionFrequencies`, each group in order of `k` (computed in
+    /// double precision). The same place on the canvas gets the same features at every
+    /// resolution, and every token gets its own, wherever its rank's shard starts.
+    public func positionFeatures(tokens: Range<Int>, geometry: SequenceGeometry) -> [Float] {
+        let k = positionFrequencies
+        let width = positionFeatureWidth
+        var out = [Float](repeating: 0, count: tokens.count * width)
+        for (i, token) in tokens.enumerated() {
+            let v = (Double(token / geometry.columns) + 0.5) / Double(geometry.rows)
+            let u = (Double(token % geometry.columns) + 0.5) / Double(geometry.columns)
+            for j in 0..<k {
+                let f = Double.pi * Double(j + 1)
+                let a = v * f
+                let b = u * f
+                out[i * width + j] = Float(Foundation.cos(a))
+                out[i * width + k + j] = Float(Foundation.sin(a))
+                out[i * width + 2 * k + j] = Float(Foundation.cos(b))
+                out[i * width + 3 * k + j] = Float(Foundation.sin(b))
+            }
+        }
+        return out
     }
 
     /// Every parameter tensor with its shape, in a fixed order (linear weights are
@@ -216,6 +257,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         norm("text.final_norm", t, bias: true)
         linear("img_in", patchDim, d)
+        if positionFrequencies > 0 { linear("pos_in", positionFeatureWidth, d) }
         linear("txt_in", t, d)
         linear("time_in.in", timeEmbedding, d)
         linear("time_in.out", d, d)
@@ -252,7 +294,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         let l = textTokens + imageTokens
         let double = l * (3 * d * d + d * d + 2 * d * mlpHidden)
         let single = l * (d * (3 * d + mlpHidden) + (d + mlpHidden) * d)
-        return imageTokens * patchDim * d + textTokens * textHidden * d + doubleBlocks * double
+        return imageTokens * (patchDim + positionFeatureWidth) * d + textTokens * textHidden * d + doubleBlocks * double
             + singleBlocks * single + imageTokens * d * patchDim
     }
 
