@@ -137,7 +137,8 @@ def main():
     ap.add_argument("--position-frequencies", type=int, default=8, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only)")
     ap.add_argument("--text-tokens", type=int, default=24, help="maxTextTokens (start token included)")
     ap.add_argument("--high-t-from", type=int, default=0, help="step from which --high-t-share and --t-clamp apply")
-    ap.add_argument("--high-t-share", type=float, default=0.2, help="share of each batch with t uniform in [0.9, 1]")
+    ap.add_argument("--high-t-share", type=float, default=0.2, help="share of each batch with t uniform in [--high-t-min, 1]")
+    ap.add_argument("--high-t-min", type=float, default=0.9, help="lower end of the high-t range: above it the noisy image shows little of the layout, so the prompt must decide it")
     ap.add_argument("--t-clamp", type=float, default=0.2, help="smallest t in the loss weight 1/t^2 (0.05 before --high-t-from)")
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and noise")
     ap.add_argument("--name", default="", help="model name in the config (default: the output's base name)")
@@ -210,11 +211,11 @@ def main():
 
     def draw_times(step: int, b: int) -> np.ndarray:
         """Logit-normal t (mean 0.5, sd 1); from `--high-t-from` on, a `--high-t-share` of each
-        batch is uniform in [0.9, 1], where the prompt alone decides the layout."""
+        batch is uniform in [--high-t-min, 1], where the prompt alone decides the layout."""
         t = 1 / (1 + np.exp(-(0.5 + t_rng.standard_normal(b))))
         if step >= args.high_t_from:
             high = t_rng.random(b) < args.high_t_share
-            t = np.where(high, t_rng.uniform(0.9, 1.0, b), t)
+            t = np.where(high, t_rng.uniform(args.high_t_min, 1.0, b), t)
         return t.astype(np.float32)
 
     def loss_fn(params, ids, mask, x0, key, cos, sin, pos, t, clamp):

@@ -11,8 +11,9 @@ import TetriCore
 ///   even all at its fastest degree can never be met.
 /// - **Interval capacity.** A met request runs all its steps inside its window and uses at least
 ///   its window's minimal GPU-time `c_i` (``MinimalAllocation/exactCost(steps:budget:time:width:)``,
-///   exact over every degree mix). For every interval `[t1, t2]`, the met requests whose windows
-///   lie inside it fit in `gpus × (t2 − t1)` GPU-time.
+///   exact over every degree mix). For every interval `[t1, t2]`, what the met requests must spend
+///   inside it fits in `gpus × (t2 − t1)` GPU-time: `c_i` for a window inside the interval, and
+///   for a window that only overlaps it the GPU-time of the steps that cannot run outside it.
 ///
 /// The bound is the optimum of the integer program *maximise Σ x_i subject to those
 /// constraints* (x_i ∈ {0, 1}), solved exactly with GLPK's branch-and-cut on each group of
@@ -45,10 +46,13 @@ public struct UpperBound: Sendable, Equatable {
 
     /// Computes the bound.
     ///
+    /// - Parameter partialWindows: also charge, in each interval, the least GPU-time that
+    ///   requests only partly inside it must spend there (the default; `false` gives the bound
+    ///   with whole windows only, never tighter).
     /// - Throws: ``SimulationError/unknownResolution(id:_:profile:known:)`` when the trace has a
     ///   class the profile lacks, ``BoundError`` when the solver fails.
     public static func compute(
-        trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes
+        trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes, partialWindows: Bool = true
     ) throws -> UpperBound {
         guard gpus >= 1 else { throw SimulationError.invalidGPUCount(gpus) }
         let reqs = trace.requests
@@ -58,11 +62,7 @@ public struct UpperBound: Sendable, Equatable {
         let allowed = model.degrees.indices.filter { model.degrees[$0] <= gpus }
         guard !allowed.isEmpty else { throw SimulationError.invalidGPUCount(gpus) }
         var costCache: [String: Int64?] = [:]
-        struct Item {
-            var arrival: Micros
-            var deadline: Micros
-            var cost: Int64
-        }
+        var hulls: [Int: StepCostHull] = [:]
         var items: [Item] = []
         for r in reqs {
             guard let c = model.resolutionIndex(r.resolution) else {
@@ -70,31 +70,32 @@ public struct UpperBound: Sendable, Equatable {
                     id: r.id, r.resolution, profile: model.name, known: model.resolutionNames)
             }
             perClass[r.resolution, default: 0] += 1
+            let times = allowed.map { model.stepTime[c][$0] }
+            let widths = allowed.map { model.degrees[$0] }
             let key = "\(c) \(r.steps) \(r.slo)"
             let cost: Int64?
             if let cached = costCache[key] {
                 cost = cached
             } else {
-                cost = MinimalAllocation.exactCost(
-                    steps: r.steps, budget: r.slo, time: allowed.map { model.stepTime[c][$0] },
-                    width: allowed.map { model.degrees[$0] })
+                cost = MinimalAllocation.exactCost(steps: r.steps, budget: r.slo, time: times, width: widths)
                 costCache[key] = cost
             }
             guard let cost else {
                 infeasible[r.resolution, default: 0] += 1
                 continue
             }
-            items.append(Item(arrival: r.arrival, deadline: r.deadline, cost: cost))
+            if hulls[c] == nil { hulls[c] = StepCostHull(time: times, width: widths) }
+            items.append(
+                Item(arrival: r.arrival, deadline: r.deadline, cost: cost, steps: r.steps, hull: hulls[c]!))
         }
+        let energy = Energy(items: items, partialWindows: partialWindows)
 
-        // Capacity constraints: for each distinct t1 (an arrival) the requests arriving at or
-        // after it, by deadline; each prefix ending at a distinct deadline t2 is the set of
-        // windows inside [t1, t2]. Only sets that reach t1 (one of them arrives at t1) and whose
-        // total exceeds the interval's capacity can bind: the others are implied. They are counted
-        // and their requests linked here without being stored; the cutting-plane solver adds the
-        // ones it needs, the full model stores them all.
-        let byDeadline = items.indices.sorted { (items[$0].deadline, $0) < (items[$1].deadline, $1) }
+        // Capacity constraints: every interval from an arrival t1 to a later deadline t2 whose
+        // requests' least GPU-time inside it exceeds its capacity (the others hold for every x).
+        // They are counted and their requests linked here without being stored; the
+        // cutting-plane solver adds the ones it needs, the full model stores them all.
         let arrivals = items.map(\.arrival).sorted().uniqued()
+        let deadlines = items.map(\.deadline).sorted().uniqued()
         var parent = Array(items.indices)
         func find(_ i: Int) -> Int {
             var i = i
@@ -105,32 +106,23 @@ public struct UpperBound: Sendable, Equatable {
             return i
         }
         var constraints = 0
-        var rows: [([Int], Int64)] = []
+        var rows: [(terms: [(Int, Int64)], capacity: Int64)] = []
         var linkedRoots: [Int] = []
+        let all = Array(items.indices)
         for t1 in arrivals {
-            let inside = byDeadline.filter { items[$0].arrival >= t1 }
-            var sum: Int64 = 0
-            var reaches = false
-            var linked = 1
-            var k = 0
-            while k < inside.count {
-                let t2 = items[inside[k]].deadline
-                while k < inside.count && items[inside[k]].deadline == t2 {
-                    sum += items[inside[k]].cost
-                    reaches = reaches || items[inside[k]].arrival == t1
-                    k += 1
-                }
+            let alive = all.filter { items[$0].deadline > t1 }
+            for t2 in deadlines where t2 > t1 {
+                let terms = energy.terms(t1, t2, among: alive)
                 let capacity = Int64(gpus) * (t2 - t1)
-                guard reaches && sum > capacity else { continue }
+                guard terms.reduce(0, { $0 + $1.1 }) > capacity else { continue }
                 constraints += 1
-                if method == .fullModel { rows.append((Array(inside[..<k]), capacity)) }
-                while linked < k {
-                    let a = find(inside[0])
-                    let b = find(inside[linked])
+                if method == .fullModel { rows.append((terms, capacity)) }
+                for (i, _) in terms.dropFirst() {
+                    let a = find(terms[0].0)
+                    let b = find(i)
                     if a != b { parent[max(a, b)] = min(a, b) }
-                    linked += 1
                 }
-                linkedRoots.append(inside[0])
+                linkedRoots.append(terms[0].0)
             }
         }
 
@@ -145,13 +137,17 @@ public struct UpperBound: Sendable, Equatable {
             let best: Int
             switch method {
             case .fullModel:
-                let own = rows.filter { find($0.0[0]) == root }
-                best = try solve(members: members, rows: own, cost: items.map(\.cost))
+                let own = rows.filter { find($0.terms[0].0) == root }
+                best = try solve(members: members, rows: own)
                 cuts += own.count
             case .cuttingPlanes:
-                let sub = members.map { items[$0] }
+                var local: [Int: Int] = [:]
+                for (k, i) in members.enumerated() { local[i] = k }
                 let solved = try solveByCuts(
-                    arrival: sub.map(\.arrival), deadline: sub.map(\.deadline), cost: sub.map(\.cost), gpus: gpus)
+                    count: members.count, starts: arrivals, ends: deadlines, gpus: gpus
+                ) { t1, t2, among in
+                    energy.terms(t1, t2, among: among.map { members[$0] }).map { (local[$0.0]!, $0.1) }
+                }
                 best = solved.met
                 cuts += solved.cuts
             }
@@ -162,11 +158,104 @@ public struct UpperBound: Sendable, Equatable {
             constraints: constraints, components: roots.count, cuts: cuts)
     }
 
+    /// A standalone-feasible request as the bound sees it.
+    struct Item {
+        var arrival: Micros
+        var deadline: Micros
+        /// The least GPU-time of its steps within its whole window.
+        var cost: Int64
+        var steps: Int
+        var hull: StepCostHull
+    }
+
+    /// The per-step (time, GPU-time) options of a class, reduced to the lower convex hull:
+    /// `cost(steps:within:)` is the least GPU-time of running `steps` steps within a time when
+    /// the steps may be split fractionally among degrees (the linear relaxation of
+    /// ``MinimalAllocation/exactCost(steps:budget:time:width:)``, so never above it).
+    struct StepCostHull {
+        /// Hull vertices, fastest first: step time rises, GPU-time per step falls.
+        var time: [Int64]
+        var gpuTime: [Int64]
+
+        init(time t: [Int64], width: [Int]) {
+            let points = t.indices.map { (t[$0], Int64(width[$0]) * t[$0]) }.sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+            var hull: [(Int64, Int64)] = []
+            for p in points {
+                if let last = hull.last, p.1 >= last.1 { continue }  // slower and no cheaper
+                while hull.count >= 2 {
+                    let a = hull[hull.count - 2]
+                    let b = hull[hull.count - 1]
+                    // Keep b only when it lies strictly below the segment a–p.
+                    let cross = Double(b.0 - a.0) * Double(p.1 - a.1) - Double(b.1 - a.1) * Double(p.0 - a.0)
+                    if cross <= 0 { hull.removeLast() } else { break }
+                }
+                hull.append(p)
+            }
+            time = hull.map(\.0)
+            gpuTime = hull.map(\.1)
+        }
+
+        var fastest: Int64 { time[0] }
+
+        /// A lower bound on the GPU-time of `steps` steps run one after another within `span`,
+        /// rounded down.
+        func cost(steps: Int, within span: Int64) -> Int64 {
+            let k = Int64(steps)
+            guard k > 0 else { return 0 }
+            let last = time.count - 1
+            if span >= k * time[last] { return k * gpuTime[last] }
+            // Below the fastest pace no schedule exists; the fastest option's cost is then as good
+            // a coefficient as any (such a request cannot be met).
+            guard span > k * time[0] else { return k * gpuTime[0] }
+            var j = 0
+            while k * time[j + 1] <= span { j += 1 }
+            let slope = Double(gpuTime[j + 1] - gpuTime[j]) / Double(time[j + 1] - time[j])
+            let value = Double(k * gpuTime[j]) + slope * Double(span - k * time[j])
+            return max(0, Int64(value.rounded(.down)) - 1)
+        }
+    }
+
+    /// The least GPU-time a met request spends inside an interval `[t1, t2]`.
+    ///
+    /// A window inside the interval: its whole cost. A window that only overlaps it, when
+    /// `partialWindows`: its steps run one after another and each takes at least the fastest
+    /// step time `f`, so at most `⌈(t1 − a)/f⌉` of them start before `t1` and at most
+    /// `⌈(d − t2)/f⌉` end after `t2`; the other `k` steps run wholly inside
+    /// `[max(a, t1), min(d, t2)]` and cost at least ``StepCostHull/cost(steps:within:)`` there.
+    struct Energy {
+        var items: [Item]
+        var partialWindows: Bool
+
+        func of(_ i: Int, _ t1: Micros, _ t2: Micros) -> Int64 {
+            let it = items[i]
+            if it.arrival >= t1 && it.deadline <= t2 { return it.cost }
+            let lo = max(it.arrival, t1)
+            let hi = min(it.deadline, t2)
+            guard partialWindows, hi > lo else { return 0 }
+            let f = it.hull.fastest
+            let before = max(0, t1 - it.arrival)
+            let after = max(0, it.deadline - t2)
+            let outside = (before + f - 1) / f + (after + f - 1) / f
+            let k = it.steps - Int(outside)
+            return k > 0 ? it.hull.cost(steps: k, within: hi - lo) : 0
+        }
+
+        /// The requests among `candidates` with a positive charge in `[t1, t2]`, with it.
+        func terms(_ t1: Micros, _ t2: Micros, among candidates: [Int]) -> [(Int, Int64)] {
+            var out: [(Int, Int64)] = []
+            for i in candidates where items[i].arrival < t2 && items[i].deadline > t1 {
+                let e = of(i, t1, t2)
+                if e > 0 { out.append((i, e)) }
+            }
+            return out
+        }
+    }
+
     /// GLPK keeps per-thread state and the bound may run on many threads: one solve at a time.
     private static let solverLock = Mutex(())
 
-    /// Maximise the number of `members` met subject to `rows` (member indices, capacity).
-    private static func solve(members: [Int], rows: [([Int], Int64)], cost: [Int64]) throws -> Int {
+    /// Maximise the number of `members` met subject to `rows` ((member, GPU-time) terms, capacity).
+    private static func solve(members: [Int], rows: [(terms: [(Int, Int64)], capacity: Int64)]) throws -> Int {
         var column: [Int: Int32] = [:]
         for (k, i) in members.enumerated() { column[i] = Int32(k + 1) }
         return try solverLock.withLock { _ throws -> Int in
@@ -179,8 +268,8 @@ public struct UpperBound: Sendable, Equatable {
                 glp_set_col_kind(lp, k, GLP_BV)
                 glp_set_obj_coef(lp, k, 1)
             }
-            for (row, capacity) in rows {
-                addCapacityRow(lp, columns: row.map { column[$0]! }, costs: row.map { cost[$0] }, capacity: capacity)
+            for (terms, capacity) in rows {
+                addCapacityRow(lp, columns: terms.map { column[$0.0]! }, costs: terms.map(\.1), capacity: capacity)
             }
             return try integerOptimum(lp)
         }
@@ -227,34 +316,24 @@ public struct UpperBound: Sendable, Equatable {
     /// Each added interval also brings its cardinality cut `Σ x_i ≤ m`, `m` the most requests of
     /// the interval whose smallest costs fit its capacity: any met set of the interval of more than
     /// `m` requests costs more than the capacity, so the cut removes no integer solution (it only
-    /// tightens the relaxation; with a single class the rows then become interval matrices and the
-    /// relaxation is integral).
+    /// tightens the relaxation).
     static func solveByCuts(
-        arrival: [Micros], deadline: [Micros], cost: [Int64], gpus: Int
+        count n: Int, starts: [Micros], ends: [Micros], gpus: Int,
+        terms: (Micros, Micros, [Int]) -> [(Int, Int64)]
     ) throws -> (met: Int, cuts: Int) {
-        let n = arrival.count
-        let byDeadline = (0..<n).sorted { (deadline[$0], $0) < (deadline[$1], $1) }
-        let starts = arrival.sorted().uniqued()
         struct Interval: Hashable {
             var t1: Micros
             var t2: Micros
         }
         /// Per t1, the most overfilled interval `[t1, t2]` under `x`, when its excess passes `slack`.
         func separate(_ x: [Double], slack: (Int64) -> Double) -> [Interval] {
+            let support = (0..<n).filter { x[$0] > 1e-9 }
             var out: [Interval] = []
             for t1 in starts {
-                var sum = 0.0
                 var best: (excess: Double, t2: Micros)? = nil
-                var k = 0
-                while k < n {
-                    let t2 = deadline[byDeadline[k]]
-                    while k < n && deadline[byDeadline[k]] == t2 {
-                        let i = byDeadline[k]
-                        if arrival[i] >= t1 { sum += x[i] * Double(cost[i]) }
-                        k += 1
-                    }
-                    guard t2 > t1 else { continue }
+                for t2 in ends where t2 > t1 {
                     let capacity = Int64(gpus) * (t2 - t1)
+                    let sum = terms(t1, t2, support).reduce(0.0) { $0 + x[$1.0] * Double($1.1) }
                     let excess = sum - Double(capacity)
                     if excess > slack(capacity) && excess > (best?.excess ?? -.infinity) { best = (excess, t2) }
                 }
@@ -262,6 +341,7 @@ public struct UpperBound: Sendable, Equatable {
             }
             return out
         }
+        let everyone = Array(0..<n)
         return try solverLock.withLock { _ throws -> (met: Int, cuts: Int) in
             glp_term_out(GLP_OFF)
             guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
@@ -278,13 +358,13 @@ public struct UpperBound: Sendable, Equatable {
                 var any = false
                 for iv in intervals where added.insert(iv).inserted {
                     any = true
-                    let inside = (0..<n).filter { arrival[$0] >= iv.t1 && deadline[$0] <= iv.t2 }
+                    let inside = terms(iv.t1, iv.t2, everyone)
                     let capacity = Int64(gpus) * (iv.t2 - iv.t1)
-                    let columns = inside.map { Int32($0 + 1) }
-                    addCapacityRow(lp, columns: columns, costs: inside.map { cost[$0] }, capacity: capacity)
+                    let columns = inside.map { Int32($0.0 + 1) }
+                    addCapacityRow(lp, columns: columns, costs: inside.map(\.1), capacity: capacity)
                     var fit = 0
                     var used: Int64 = 0
-                    for c in inside.map({ cost[$0] }).sorted() {
+                    for c in inside.map(\.1).sorted() {
                         used += c
                         if used > capacity { break }
                         fit += 1

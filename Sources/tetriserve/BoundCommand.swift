@@ -34,6 +34,13 @@ struct BoundCommand: ParsableCommand {
             """)
     var fullModel = false
 
+    @Flag(
+        help: """
+            Charge each interval only the requests whose whole window lies inside it (the weaker bound \
+            without the charge for requests partly inside; for comparison).
+            """)
+    var wholeWindows = false
+
     func run() throws {
         let model = try userFacing { try ProfileFile.load(profile) }
         guard let text = try? String(contentsOfFile: trace, encoding: .utf8) else {
@@ -46,7 +53,8 @@ struct BoundCommand: ParsableCommand {
         }
         let bound = try userFacing {
             try UpperBound.compute(
-                trace: trace, model: model, gpus: gpus, method: fullModel ? .fullModel : .cuttingPlanes)
+                trace: trace, model: model, gpus: gpus, method: fullModel ? .fullModel : .cuttingPlanes,
+                partialWindows: !wholeWindows)
         }
         print(bound.text)
         if let json {

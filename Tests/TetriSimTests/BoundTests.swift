@@ -159,8 +159,10 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
             }
             let t = try Trace(reqs)
             let b = try UpperBound.compute(trace: t, model: m, gpus: gpus)
+            let whole = try UpperBound.compute(trace: t, model: m, gpus: gpus, partialWindows: false)
             let opt = bruteForceOptimum(trace: t, model: m, gpus: gpus)
             #expect(opt <= b.met, "trace \(reqs) on \(gpus) GPUs")
+            #expect(b.met <= whole.met)
             cases += 1
             if opt == b.met { tight += 1 }
             if b.constraints > 0 { bindingCapacity += 1 }
@@ -168,6 +170,56 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         // The bound is not vacuous: capacity binds on some traces and it is often exact.
         #expect(bindingCapacity >= 5)
         #expect(tight * 2 >= cases)
+    }
+
+    @Test func aRequestPartlyInsideAFullWindowIsCharged() throws {
+        let m = try tinyModel()
+        // A: 3 steps of 512² in [8, 35] ms need all 4 GPUs at degree 4 (9 ms a step) for the
+        // whole window. B: 3 steps of 256² in [0, 30] ms; at most 2 of them (4 ms each at the
+        // fastest) start before A's window, so one runs inside it and costs at least 10 GPU-ms
+        // there: the two cannot both be met. Whole windows alone miss it: [0, 35] holds
+        // 108 + 30 GPU-ms of 140.
+        let b = TraceRequest(id: 1, arrival: 0, resolution: square(256), steps: 3, slo: 30_000)
+        let t = try Trace([TraceRequest(id: 0, arrival: 8_000, resolution: square(512), steps: 3, slo: 27_000), b])
+        #expect(bruteForceOptimum(trace: t, model: m, gpus: 4) == 1)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, partialWindows: false).met == 2)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4).met == 1)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, method: .fullModel).met == 1)
+        // With A one millisecond later, three of B's steps may start before it (the third ending
+        // inside): B is charged nothing there and the bound is 2 again, though the optimum is
+        // still 1. The share of a step that straddles an interval's edge is what the charge
+        // leaves out.
+        let later = try Trace([
+            TraceRequest(id: 0, arrival: 9_000, resolution: square(512), steps: 3, slo: 27_000), b,
+        ])
+        #expect(bruteForceOptimum(trace: later, model: m, gpus: 4) == 1)
+        #expect(try UpperBound.compute(trace: later, model: m, gpus: 4).met == 2)
+    }
+
+    @Test func theRelaxedStepCostNeverExceedsTheExactOne() {
+        var rng = SeededRandom(seed: 31)
+        var equal = 0
+        for _ in 0..<300 {
+            let widths = [1, 2, 4, 8].filter { _ in Bool.random(using: &rng) }
+            guard !widths.isEmpty else { continue }
+            var time: [Int64] = []
+            var base = Int64.random(in: 50...200, using: &rng)
+            for _ in widths {
+                time.append(base)
+                base = base * Int64.random(in: 52...95, using: &rng) / 100
+            }
+            let hull = UpperBound.StepCostHull(time: time, width: widths)
+            let steps = Int.random(in: 1...8, using: &rng)
+            let fastest = time.min()!
+            let span = Int64(steps) * fastest + Int64.random(in: 0...(Int64(steps) * 250), using: &rng)
+            let exact = MinimalAllocation.exactCost(steps: steps, budget: span, time: time, width: widths)!
+            let relaxed = hull.cost(steps: steps, within: span)
+            #expect(relaxed <= exact, "times \(time) widths \(widths) steps \(steps) span \(span)")
+            #expect(relaxed >= 0)
+            if relaxed == exact { equal += 1 }
+        }
+        // Where the cheapest option fits, both are steps × its GPU-time.
+        #expect(equal >= 50)
     }
 
     @Test func everyPolicyStaysAtOrBelowTheBoundOnRandomTraces() throws {
