@@ -1,7 +1,14 @@
 import ArgumentParser
+import DiTEngine
 
 @main
 struct TetriServeCommand: AsyncParsableCommand {
+    /// Workers are started from this executable, whatever its file is called.
+    static func main() async {
+        WorkerPool.adoptRunningExecutable()
+        await main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "tetriserve",
         abstract: "Deadline-aware Diffusion Transformer image generation with step-level sequence parallelism.",

@@ -90,6 +90,37 @@ func accepts(port: Int) -> Bool {
         #expect(e7.contains("no built-in profile or file 'nope'") && e7.contains("flux1-dev-h100x8"), "\(e7)")
     }
 
+    /// An installed copy may be called anything: the workers start from the running executable.
+    @Test func aRenamedExecutableStartsItsWorkers() throws {
+        let original = URL(fileURLWithPath: try WorkerPool.locateExecutable())
+        // A hard link in a folder of its own (no `tetriserve` beside it), on the same file system.
+        let folder = original.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("renamed-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let renamed = folder.appendingPathComponent("ts-renamed")
+        try FileManager.default.linkItem(at: original, to: renamed)
+        let dir = try tempFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = Process()
+        p.executableURL = renamed
+        p.arguments = [
+            "generate", "--prompt", "a red circle", "--size", "64x64", "--steps", "2", "--model", "tiny", "--workers",
+            "2", "--out", "x.png",
+        ]
+        p.currentDirectoryURL = dir
+        p.environment = ProcessInfo.processInfo.environment.filter { $0.key != "TETRISERVE_EXECUTABLE" }
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(e)")
+        let png = try Data(contentsOf: dir.appendingPathComponent("x.png"))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+    }
+
     @Test func validationErrorsShowTheSubcommandsUsageBeforeAnyWork() throws {
         let dir = try tempFolder()
         defer { try? FileManager.default.removeItem(at: dir) }

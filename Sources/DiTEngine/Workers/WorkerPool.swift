@@ -170,15 +170,31 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// The `tetriserve` executable: `$TETRISERVE_EXECUTABLE`, this process when it is
-    /// `tetriserve`, or a `tetriserve` next to this process's executable (a test bundle in the
+    /// The running executable's path when the `tetriserve` program has declared itself the
+    /// worker executable (``adoptRunningExecutable()``).
+    private static let adopted = Mutex<String?>(nil)
+
+    /// The path of this process's executable (`/proc/self/exe`, else `argv[0]`).
+    static var runningExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// Declares this process's executable the one to start workers from, whatever its file is
+    /// called (an installed or renamed copy of `tetriserve`). Called by the `tetriserve` program
+    /// at start-up.
+    public static func adoptRunningExecutable() {
+        let me = runningExecutable
+        adopted.withLock { $0 = me }
+    }
+
+    /// The `tetriserve` executable: `$TETRISERVE_EXECUTABLE`, this process when it is the
+    /// `tetriserve` program (under any name, see ``adoptRunningExecutable()``, or named
+    /// `tetriserve`), or a `tetriserve` next to this process's executable (a test bundle in the
     /// build products folder).
     public static func locateExecutable() throws -> String {
         if let path = ProcessInfo.processInfo.environment["TETRISERVE_EXECUTABLE"] { return path }
-        let me =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-            ?? CommandLine.arguments[0]
-        let url = URL(fileURLWithPath: me)
+        if let path = adopted.withLock({ $0 }) { return path }
+        let url = URL(fileURLWithPath: runningExecutable)
         if url.lastPathComponent == "tetriserve" { return url.path }
         let sibling = url.deletingLastPathComponent().appendingPathComponent("tetriserve").path
         if FileManager.default.isExecutableFile(atPath: sibling) { return sibling }
