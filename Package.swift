@@ -17,9 +17,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
-        .target(name: "TetriCore"),
+        .target(name: "TetriCore", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "TetriSim", dependencies: ["TetriCore", "CGLPK"]),
         .systemLibrary(name: "CGLPK"),
         .target(name: "Scenes"),

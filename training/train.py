@@ -15,7 +15,7 @@ uses canvas positions, so a place on the canvas has the same angle at every size
 Example (the shipped model; see docs/model.md):
 
     python training/train.py --data 64=training/data/d64,128=training/data/d128 --steps 2000 \
-        --out models/scenes-v1.safetensors
+        --out models/scenes-v2.safetensors
 
 (training/README.md has the exact command of the shipped weights.)
 """
@@ -134,7 +134,7 @@ def main():
     ap.add_argument("--text-hidden", type=int, default=128, help="text encoder width")
     ap.add_argument("--text-heads", type=int, default=2, help="text encoder heads")
     ap.add_argument("--text-layers", type=int, default=1, help="text encoder layers")
-    ap.add_argument("--position-frequencies", type=int, default=8, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only)")
+    ap.add_argument("--position-frequencies", type=int, default=0, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only; scenes-v2 uses 8)")
     ap.add_argument("--text-tokens", type=int, default=24, help="maxTextTokens (start token included)")
     ap.add_argument("--high-t-from", type=int, default=0, help="step from which --high-t-share and --t-clamp apply")
     ap.add_argument("--high-t-share", type=float, default=0.2, help="share of each batch with t uniform in [--high-t-min, 1]")
@@ -142,11 +142,12 @@ def main():
     ap.add_argument("--t-clamp", type=float, default=0.2, help="smallest t in the loss weight 1/t^2 (0.05 before --high-t-from)")
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and noise")
     ap.add_argument("--name", default="", help="model name in the config (default: the output's base name)")
-    ap.add_argument("--out", default="models/scenes-v1.safetensors", help="exported weights")
+    ap.add_argument("--out", default="models/scenes-v2.safetensors", help="exported weights")
     ap.add_argument("--run-dir", default="", help="loss CSV/SVG and checkpoints (default: training/runs/NAME)")
     ap.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
     ap.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
     ap.add_argument("--init", default="", help="start from these weights (safetensors) with a fresh optimizer and schedule")
+    ap.add_argument("--added-init", type=float, default=0.0, help="with --init: scale of the random initialisation of weights the file lacks (0: zeros)")
     ap.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     args = ap.parse_args()
 
@@ -248,15 +249,20 @@ def main():
         if args.init:
             init_cfg, init_params = M.load_safetensors(args.init)
             # A file without the position projection (an older model) starts it at zero, so the
-            # network begins as exactly that model.
+            # network begins as exactly that model, or (--added-init) with small random weights:
+            # at zero the layer and the weights that would read its output sit at a saddle (the
+            # gradient of each is zero while the other is), and the position stays unused.
             shapes = dict(cfg.parameter_shapes())
             added = [k for k in shapes if k not in init_params]
             if any(not k.startswith("pos_in.") for k in added) or any(
                     k not in shapes or tuple(v.shape) != tuple(shapes[k]) for k, v in init_params.items()):
                 raise SystemExit(f"--init {args.init} has other tensor shapes than this configuration")
-            params = {k: jnp.asarray(init_params[k]) if k in init_params else jnp.zeros(shapes[k], jnp.float32)
-                      for k in params}
-            print(f"initialised from {args.init}" + (f" ({', '.join(added)} at zero)" if added else ""), flush=True)
+            def added_init(k):
+                if k.endswith(".weight") and args.added_init > 0:
+                    return params[k] * args.added_init  # N(0, added_init^2 / fan_in)
+                return jnp.zeros(shapes[k], jnp.float32)
+            params = {k: jnp.asarray(init_params[k]) if k in init_params else added_init(k) for k in params}
+            print(f"initialised from {args.init}" + (f" ({', '.join(added)} new, scale {args.added_init})" if added else ""), flush=True)
         ema = jax.tree.map(lambda p: p, params)
         opt_state = opt.init(params)
         start, rows, elapsed0 = 0, [], 0.0

@@ -55,7 +55,7 @@ public enum Policies {
     ) -> RoundScheduler.Configuration? {
         switch name {
         case "tetriserve":
-            return .init(name: name, granularity: granularity)
+            return .init(name: name, granularity: granularity, admission: true)
         case "tetriserve-dp":
             return .init(name: name, granularity: granularity, placement: false, scaleUp: false, midRound: false)
         case "tetriserve-placement":
@@ -83,14 +83,17 @@ public enum Policies {
     ///   too few GPUs.
     /// `sloFloor`, the tightest SLO to serve, caps the round length of the round schedulers
     /// (``RoundScheduler/Configuration/sloFloor``).
+    /// `admission: false` turns the round schedulers' admission off (``RoundScheduler/Configuration/admission``;
+    /// only `tetriserve` has it on).
     public static func make(
         _ name: String, model: CostModel, gpus: Int, granularity: Int = 5, planMargin: Double = 0,
-        sloFloor: Micros? = nil
+        sloFloor: Micros? = nil, admission: Bool = true
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
         if var configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
             configuration.planMargin = planMargin
             configuration.sloFloor = sloFloor
+            configuration.admission = configuration.admission && admission
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         switch name {

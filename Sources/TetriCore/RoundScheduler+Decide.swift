@@ -1,3 +1,5 @@
+import HeapModule
+
 extension RoundScheduler {
     /// One option of one request in the round problem.
     struct Option {
@@ -150,6 +152,7 @@ extension RoundScheduler {
         var items: [Int] = []  // on-time request indices
         var late: [Int] = []
         let compact = islandSets.isEmpty ? nil : compactWidths(free)
+        let deferred = configuration.admission ? deferrals(view) : []
         options.reserveCapacity(view.requests.count * 4)
         for (i, r) in view.requests.enumerated() where !r.isRunning && r.remainingSteps > 0 {
             let c = classes[r.resolution]
@@ -184,7 +187,7 @@ extension RoundScheduler {
                 onTime = onTime || survives
                 options.append(Option(choice: o, width: c.widths[o], steps: q, survives: survives, cost: cost))
             }
-            if onTime {
+            if onTime && !deferred.contains(i) {
                 items.append(i)
                 optionStart.append(first)
             } else {
@@ -195,6 +198,55 @@ extension RoundScheduler {
         optionStart.append(options.count)
 
         return RoundProblem(options: options, groupStart: optionStart, items: items, late: late, compact: compact)
+    }
+
+    /// The requests (indices into `view.requests`) that admission defers: Moore–Hodgson on
+    /// GPU-time, the rule that keeps the most jobs on one machine. Each request that can still
+    /// finish in time (running or waiting) needs at least the GPU-time of its cheapest plan for
+    /// its remaining steps before its deadline; taken by deadline, whenever the kept requests
+    /// need more than the node's GPUs offer from now to the current deadline, the kept request
+    /// needing most is deferred. A deferred request is not in the packing this decision; it
+    /// still gets GPUs left over, and is judged again at the next decision.
+    func deferrals(_ view: ClusterView) -> Set<Int> {
+        let now = view.now
+        var jobs: [(deadline: Micros, need: Int64)] = []
+        var index: [Int] = []
+        for (i, r) in view.requests.enumerated() where r.remainingSteps > 0 {
+            let c = classes[r.resolution]
+            guard now + minFinish(c, r.remainingSteps) <= r.deadline else { continue }
+            jobs.append((r.deadline - now, planCost(c, r.remainingSteps, budget: planBudget(r.deadline - now))))
+            index.append(i)
+        }
+        let node = Int64(view.gpus / max(1, nodes.count))
+        return Set(Self.mooreHodgson(jobs, rate: node).map { index[$0] })
+    }
+
+    /// Moore–Hodgson with GPU-time: `jobs` (time to deadline, GPU-time needed) on a machine
+    /// that offers `rate` GPU-time per unit of time. Returns the positions of the jobs to drop
+    /// so that, taken by deadline, every prefix of the kept jobs fits by its deadline; no larger
+    /// set of jobs fits so (the exchange argument of Moore–Hodgson for one machine: dropping the
+    /// largest job of an overfull prefix frees the most room at no cost in count).
+    static func mooreHodgson(_ jobs: [(deadline: Micros, need: Int64)], rate: Int64) -> [Int] {
+        /// A kept job; the heap's maximum is the largest need, among equals the later job in
+        /// deadline order.
+        struct Kept: Comparable {
+            var need: Int64
+            var rank: Int
+            var job: Int
+            static func < (a: Kept, b: Kept) -> Bool { (a.need, a.rank) < (b.need, b.rank) }
+        }
+        let order = jobs.indices.sorted { (jobs[$0].deadline, $0) < (jobs[$1].deadline, $1) }
+        var kept = Heap<Kept>()
+        var total: Int64 = 0
+        var dropped: [Int] = []
+        for (rank, j) in order.enumerated() {
+            kept.insert(Kept(need: jobs[j].need, rank: rank, job: j))
+            total += jobs[j].need
+            guard total > rate * jobs[j].deadline, let largest = kept.popMax() else { continue }
+            total -= largest.need
+            dropped.append(largest.job)
+        }
+        return dropped.sorted()
     }
 
     /// The hand-off a block of `width` GPUs will pay: none for a request's first block, or when

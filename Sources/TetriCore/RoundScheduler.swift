@@ -58,10 +58,16 @@ public struct RoundScheduler: Scheduler {
         /// tightest class that arrives just after a boundary can wait out the round and still
         /// have half its SLO left. Nil keeps `granularity` ticks.
         public var sloFloor: Micros?
+        /// Admission by look-ahead: of the requests that can each still finish in time, keep the
+        /// most (Moore–Hodgson by deadline) whose cheapest plans fit the node's GPU-time up to
+        /// their deadlines together; the others wait for GPUs the kept ones leave, like late
+        /// requests.
+        public var admission: Bool
 
         public init(
             name: String, granularity: Int = 5, placement: Bool = true, scaleUp: Bool = true, midRound: Bool = true,
-            elasticTicks: Bool = true, roundAware: Bool = true, priceFuture: Bool = true, fixedDegrees: [Int]? = nil
+            elasticTicks: Bool = true, roundAware: Bool = true, priceFuture: Bool = true, admission: Bool = false,
+            fixedDegrees: [Int]? = nil
         ) {
             self.name = name
             self.granularity = granularity
@@ -71,6 +77,7 @@ public struct RoundScheduler: Scheduler {
             self.elasticTicks = elasticTicks
             self.roundAware = roundAware
             self.priceFuture = priceFuture
+            self.admission = admission
             self.fixedDegrees = fixedDegrees
         }
     }

@@ -49,10 +49,11 @@ public struct ServingConfiguration: Sendable {
     /// The scheduler the server runs: `policy` with its round capped by ``sloFloor`` unless
     /// `capRound` is false (`serve --uncapped-round`).
     public func scheduler(
-        policy: String, model: CostModel, gpus: Int, granularity: Int, planMargin: Double = 0, capRound: Bool = true
+        policy: String, model: CostModel, gpus: Int, granularity: Int, planMargin: Double = 0, capRound: Bool = true,
+        admission: Bool = true
     ) throws(PolicyError) -> any Scheduler {
         try Policies.make(
             policy, model: model, gpus: gpus, granularity: granularity, planMargin: planMargin,
-            sloFloor: capRound && !baseSLO.isEmpty ? sloFloor : nil)
+            sloFloor: capRound && !baseSLO.isEmpty ? sloFloor : nil, admission: admission)
     }
 }

@@ -25,6 +25,9 @@ public enum ExperimentCatalog {
         c.elasticTicks = true
         c.name = "+elastic ticks"
         ladder.append(c)
+        c.admission = true
+        c.name = "+admission"
+        ladder.append(c)
         return ladder
     }
 
@@ -85,7 +88,8 @@ public enum ExperimentCatalog {
     }
 
     /// The ablation's ladder: packing only, then placement preservation, then each of scale-up and
-    /// mid-round decisions alone on top, then all of them with elastic ticks (the full policy).
+    /// mid-round decisions alone on top, then all of them with elastic ticks, then admission (the
+    /// full policy).
     public static func ablationLadder(granularity: Int) -> [RoundScheduler.Configuration] {
         var c = RoundScheduler.Configuration(
             name: "packing (tetriserve-dp)", granularity: granularity, placement: false, scaleUp: false,
@@ -106,7 +110,10 @@ public enum ExperimentCatalog {
         c.scaleUp = true
         c.midRound = true
         c.elasticTicks = true
-        c.name = "+scale-up +mid-round +elastic ticks (tetriserve)"
+        c.name = "+scale-up +mid-round +elastic ticks"
+        ladder.append(c)
+        c.admission = true
+        c.name = "+admission (tetriserve)"
         ladder.append(c)
         return ladder
     }
@@ -232,8 +239,8 @@ public enum ExperimentCatalog {
             }
             return ExperimentPlan(
                 name: name, title: "From the literal round loop to TetriServe, one change at a time (\(s.model.name))",
-                xName: "SLO scale", runs: runs, boundSeries: "+elastic ticks",
-                notes: notes + ["'+elastic ticks' is the full `tetriserve` policy."])
+                xName: "SLO scale", runs: runs, boundSeries: "+admission",
+                notes: notes + ["'+admission' is the full `tetriserve` policy."])
         case "homogeneous":
             var runs: [ExperimentRun] = []
             for (k, res) in s.model.resolutions.enumerated() {

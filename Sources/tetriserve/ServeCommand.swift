@@ -87,6 +87,11 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Keep granularity ticks per round even when a round exceeds half the tightest default SLO.")
     var uncappedRound = false
 
+    @Flag(
+        name: .customLong("no-admission"),
+        help: "Turn off tetriserve's admission by look-ahead (requests that cannot all be met are no longer deferred).")
+    var noAdmission = false
+
     @Option(
         name: .customLong("max-queue"), parsing: .unconditional,
         help: "Requests waiting or running at most; more get 429.")
@@ -334,7 +339,7 @@ struct ServeCommand: AsyncParsableCommand {
         let scheduler = try userFacing {
             try serving.scheduler(
                 policy: policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,
-                planMargin: planMargin, capRound: !uncappedRound)
+                planMargin: planMargin, capRound: !uncappedRound, admission: !noAdmission)
         }
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,

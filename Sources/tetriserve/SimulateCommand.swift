@@ -35,6 +35,11 @@ struct SimulateCommand: ParsableCommand {
         help: "Keep granularity ticks per round even when a round exceeds half the trace's tightest SLO.")
     var uncappedRound = false
 
+    @Flag(
+        name: .customLong("no-admission"),
+        help: "Turn off tetriserve's admission by look-ahead (requests that cannot all be met are no longer deferred).")
+    var noAdmission = false
+
     @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,
         help: "Modelled cost of moving a request to other GPUs, in ms.")
@@ -75,7 +80,8 @@ struct SimulateCommand: ParsableCommand {
         }
         let floor = uncappedRound ? nil : trace.requests.map(\.slo).min()
         var scheduler = try userFacing {
-            try Policies.make(policy, model: model, gpus: gpus, granularity: granularity, sloFloor: floor)
+            try Policies.make(
+                policy, model: model, gpus: gpus, granularity: granularity, sloFloor: floor, admission: !noAdmission)
         }
         let outcome = try userFacing {
             try Simulator.run(trace: trace, model: model, gpus: gpus, scheduler: &scheduler, recordBlocks: log != nil)

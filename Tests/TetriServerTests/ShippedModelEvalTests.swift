@@ -2,22 +2,20 @@ import Foundation
 import Testing
 
 /// The shipped weights follow prompts at least as far as docs/model.md reports: on a small
-/// sample the background colour (chance 1/8) and the object's colour (chance 1/7) are right far
-/// above chance. Shape and position are near chance for these weights (docs/model.md), so they
-/// are not asserted.
+/// sample at 64² every attribute but size (chance 1/2) is right far above chance.
 @Suite(.serialized) struct ShippedModelEvalTests {
-    @Test func shippedWeightsDrawThePromptedBackground() throws {
+    @Test func shippedWeightsFollowThePrompt() throws {
         let (status, out, err) = try runCLI([
-            "eval", "--weights", "models/scenes-v1.safetensors", "--prompts", "16", "--size", "64x64", "--steps",
+            "eval", "--weights", "models/scenes-v2.safetensors", "--prompts", "16", "--size", "64x64", "--steps",
             "10",
         ])
         #expect(status == 0, "\(err)")
-        let accuracy = evalAccuracies(out)
-        let background = try #require(accuracy["64x64"]?["background"], "\(out)")
-        // Measured 15 of 16 (93.8%) with these arguments; chance is 12.5%.
-        #expect(background >= 0.75, "\(out)")
-        let color = try #require(accuracy["64x64"]?["color"], "\(out)")
-        // Measured 6 of 16 (37.5%) with these arguments; chance is 1/7 (about 2 of 16).
-        #expect(color >= 0.25, "\(out)")
+        let accuracy = try #require(evalAccuracies(out)["64x64"], "\(out)")
+        // Measured with these arguments: background 15/16, colour 14/16, shape 14/16, position 12/16.
+        // Chance: 1/8, 1/7, 1/5, 1/9.
+        #expect((accuracy["background"] ?? 0) >= 0.75, "\(out)")
+        #expect((accuracy["color"] ?? 0) >= 0.5, "\(out)")
+        #expect((accuracy["shape"] ?? 0) >= 0.4, "\(out)")
+        #expect((accuracy["position"] ?? 0) >= 0.4, "\(out)")
     }
 }

@@ -326,3 +326,26 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         #expect(out.completions[0].finish == 50 * 136_900)
     }
 }
+
+@Suite struct AdmissionSimulationTests {
+    /// Two 1024² requests and, 0.3 s later, a 2048² request that needs all eight GPUs for
+    /// 6.845 s of its 7.5 s (SLO scale 1.5). Without admission the round scheduler keeps all three
+    /// alive by sharing the node and meets one; admission sees that the three cannot all fit by
+    /// their deadlines, defers the largest (the 2048² request) and meets both 1024² requests.
+    @Test func admissionDefersTheRequestThatWouldSinkTheOthers() throws {
+        let m = try model()
+        let t = try Trace([
+            TraceRequest(id: 0, arrival: 1_600_000, resolution: square(1024), steps: 50, slo: 4_500_000),
+            TraceRequest(id: 1, arrival: 1_700_000, resolution: square(1024), steps: 50, slo: 4_500_000),
+            TraceRequest(id: 2, arrival: 2_000_000, resolution: square(2048), steps: 50, slo: 7_500_000),
+        ])
+        var withAdmission = try Policies.make("tetriserve", model: m, gpus: 8)
+        let admitted = try Simulator.run(trace: t, model: m, gpus: 8, scheduler: &withAdmission)
+        #expect(admitted.completions.filter(\.met).map(\.id).sorted() == [0, 1])
+        var configuration = try #require(Policies.roundConfiguration("tetriserve", model: m, gpus: 8))
+        configuration.admission = false
+        var without: any Scheduler = try RoundScheduler(configuration: configuration, model: m, gpus: 8)
+        let shared = try Simulator.run(trace: t, model: m, gpus: 8, scheduler: &without)
+        #expect(shared.completions.filter(\.met).map(\.id).sorted() == [0])
+    }
+}

@@ -88,7 +88,7 @@ import Testing
         #expect(
             ablation.runs.map(\.series).uniqued() == [
                 "packing (tetriserve-dp)", "+placement (tetriserve-placement)", "+placement +scale-up",
-                "+placement +mid-round", "+scale-up +mid-round +elastic ticks (tetriserve)",
+                "+placement +mid-round", "+scale-up +mid-round +elastic ticks", "+admission (tetriserve)",
             ])
         #expect(ablation.notes.contains { $0.contains("uniform 1×: 0.54 / 0.56 / 0.63") })
         // The ladder's ends are the named policies.
