@@ -217,8 +217,8 @@ extension RoundScheduler {
             jobs.append((r.deadline - now, planCost(c, r.remainingSteps, budget: planBudget(r.deadline - now))))
             index.append(i)
         }
-        let node = Int64(view.gpus / max(1, nodes.count))
-        return Set(Self.mooreHodgson(jobs, rate: node).map { index[$0] })
+        // The view is one node's: the whole node, or a node's share of a cluster.
+        return Set(Self.mooreHodgson(jobs, rate: Int64(view.gpus)).map { index[$0] })
     }
 
     /// Moore–Hodgson with GPU-time: `jobs` (time to deadline, GPU-time needed) on a machine

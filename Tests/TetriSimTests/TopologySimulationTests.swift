@@ -128,3 +128,25 @@ import Testing
         #expect(Double(crossing) < 0.1 * Double(pairs))
     }
 }
+
+@Suite struct ClusterAdmissionTests {
+    /// On a cluster each node decides for its own share with its own GPUs: a 2048² request that
+    /// one node can meet alone (all 8 GPUs, 6.845 s of its 7.5 s) is not deferred, however many
+    /// nodes the cluster has; two such requests on one node are one too many.
+    @Test func aNodeAdmitsWhatItsOwnGPUsCanMeet() throws {
+        var m = try model()
+        m.topology = try NodeTopology(gpusPerNode: 8)
+        let big = try #require(m.resolutionIndex(square(2048)))
+        func request(_ id: Int) -> RequestView {
+            RequestView(id: id, resolution: big, arrival: 0, deadline: 7_500_000 + Micros(id), totalSteps: 50)
+        }
+        for gpus in [8, 16, 32] {
+            let configuration = try #require(Policies.roundConfiguration("tetriserve", model: m, gpus: gpus))
+            let s = try RoundScheduler(configuration: configuration, model: m, gpus: gpus)
+            let one = ClusterView(now: 0, gpus: 8, free: GPUSet(), requests: [request(0)])
+            #expect(s.deferrals(one).isEmpty, "\(gpus) GPUs")
+            let two = ClusterView(now: 0, gpus: 8, free: GPUSet(), requests: [request(0), request(1)])
+            #expect(s.deferrals(two) == [1], "\(gpus) GPUs")
+        }
+    }
+}
