@@ -10,7 +10,10 @@ struct ProfileCommand: ParsableCommand {
         discussion: """
             Each class runs warm-up steps and then several measured steps at degree 1, 2, 4 and 8 \
             (those up to --workers); the profile holds the median. The written JSON is the profile \
-            format that simulate reads. Also reports the engine benchmarks: the largest class's \
+            format that simulate reads. With --load full (the default) every degree is measured with \
+            all the workers busy: workers/degree requests run at once on disjoint groups, as on a server \
+            at full load, so cores that slow each other down (SMT siblings, a VM's vCPUs) show it in the \
+            profile; --load alone measures one request with the other workers idle. Also reports the engine benchmarks: the largest class's \
             step FLOP rate as a fraction of single-thread sgemm on the same worker, the speed-up of \
             each degree over degree 1, and the hand-off cost of moving a request between workers.
             The profile goes to \(ProfileCommand.userFolder)/NAME.json unless --out names a file; the \
@@ -31,6 +34,14 @@ struct ProfileCommand: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Measured steps per class and degree (the profile holds their median).")
     var repetitions: Int = 5
+
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "What runs beside each measurement: full (every group of the workers busy at once, as on a loaded "
+                + "server) or alone (one request, the other workers idle).",
+            valueName: "full|alone"))
+    var load: String = "full"
 
     @Option(help: "Output profile JSON (default: \(ProfileCommand.userFolder)/NAME.json).")
     var out: String?
@@ -68,6 +79,9 @@ struct ProfileCommand: ParsableCommand {
         guard warmup >= 0 else { throw ValidationError("--warmup must be >= 0, got \(warmup)") }
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be >= 1, got \(repetitions)") }
         guard maxSpread > 0 && maxSpread.isFinite else { throw ValidationError("--max-spread must be > 0") }
+        guard Profiler.Load(rawValue: load) != nil else {
+            throw ValidationError("--load must be full or alone, got '\(load)'")
+        }
         guard retries >= 0 else { throw ValidationError("--retries must be >= 0, got \(retries)") }
         guard !name.isEmpty, !name.contains("/") else {
             throw ValidationError("--name must be a non-empty name without '/', got '\(name)'")
@@ -156,7 +170,7 @@ struct ProfileCommand: ParsableCommand {
         let config = pool.config
         let cores = Set(pool.coreNames).sorted().joined(separator: ",")
         log("workers: \(pool.workerCount), OpenBLAS core: \(cores), model: \(config.name)")
-        let profiler = Profiler(warmup: warmup, repetitions: repetitions)
+        let profiler = Profiler(warmup: warmup, repetitions: repetitions, load: Profiler.Load(rawValue: load) ?? .full)
         let degrees = [1, 2, 4, 8].filter { $0 <= workers }
         let (measurements, noisy) = try measureAll(pool: pool, profiler: profiler, degrees: degrees)
         let widest = measurements.map(Self.spread).max() ?? 0
@@ -166,7 +180,7 @@ struct ProfileCommand: ParsableCommand {
             description:
                 "Measured by tetriserve profile: model \(config.name), \(workers) CPU workers (one core, one "
                 + "OpenBLAS thread each, core \(cores)) on \(cpu); median of \(repetitions) steps after \(warmup) "
-                + "warm-up; prompt of \(Profiler.prompt.utf8.count + 1) text tokens; largest sample spread "
+                + "warm-up, \(load == "full" ? "every group of the workers busy at once" : "one request alone"); prompt of \(Profiler.prompt.utf8.count + 1) text tokens; largest sample spread "
                 + "\(Self.percent(widest)).",
             workers: workers)
         let encoder = JSONEncoder()

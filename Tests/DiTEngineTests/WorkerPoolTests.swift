@@ -335,6 +335,23 @@ final class Box<T>: @unchecked Sendable {
         #expect(model.latentTokens == [16, 64])
     }
 
+    /// Under full load every group of the pool runs the class at once: two degree-1 requests on a
+    /// 2-worker pool give twice the samples, one degree-2 request the same as alone.
+    @Test func fullLoadMeasuresEveryGroupAtOnce() throws {
+        let pool = try makeTinyPool(workers: 2)
+        defer { pool.shutdown() }
+        let resolution = ModelConfig.tiny.resolutionClasses[0]
+        let loaded = Profiler(warmup: 1, repetitions: 3, load: .full)
+        #expect(try loaded.measure(pool: pool, resolution: resolution, degree: 1).samplesMs.count == 6)
+        #expect(try loaded.measure(pool: pool, resolution: resolution, degree: 2).samplesMs.count == 3)
+        let alone = Profiler(warmup: 1, repetitions: 3, load: .alone)
+        #expect(try alone.measure(pool: pool, resolution: resolution, degree: 1).samplesMs.count == 3)
+        // Both groups' requests ran to the end and released their memory.
+        let request = GenerationRequest(
+            prompt: "after", width: resolution.width, height: resolution.height, steps: 1, seed: 1)
+        #expect(try pool.generate(request).stepSeconds.count == 1)
+    }
+
     @Test func coreTypeFollowsCPUFlags() {
         #expect(BLAS.recommendedCoreType(cpuFlags: ["avx512f", "avx512bw", "avx512_bf16"]) == "Cooperlake")
         #expect(BLAS.recommendedCoreType(cpuFlags: ["avx512f", "avx512bw", "avx2", "fma"]) == "SkylakeX")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TetriCore
 
 /// Measures the per-step time of resolution classes at sequence-parallel degrees on a worker
@@ -9,10 +10,24 @@ public struct Profiler: Sendable {
 
     public var warmup: Int
     public var repetitions: Int
+    /// What else runs while a degree is measured.
+    public var load: Load
 
-    public init(warmup: Int = 2, repetitions: Int = 5) {
+    /// What else runs on the pool while one class and degree is measured.
+    public enum Load: String, Sendable, CaseIterable {
+        /// One request on workers `0..<degree`; the other workers idle.
+        case alone
+        /// Every group of the pool busy at once: `workers / degree` requests of the same class on
+        /// disjoint groups, as on a server at full load. On devices that share nothing this equals
+        /// `alone`; on CPU cores that share execution units, caches or memory bandwidth (SMT
+        /// siblings, a VM's vCPUs) each step is slower, and the profile says so.
+        case full
+    }
+
+    public init(warmup: Int = 2, repetitions: Int = 5, load: Load = .alone) {
         self.warmup = warmup
         self.repetitions = repetitions
+        self.load = load
     }
 
     /// One class at one degree.
@@ -27,7 +42,9 @@ public struct Profiler: Sendable {
     }
 
     /// Runs `warmup + repetitions` steps of one request at `degree` on workers `0..<degree`
-    /// (or `placement`) and takes the median of the measured steps.
+    /// (or `placement`) and takes the median of the measured steps. Under ``Load/full`` (and no
+    /// `placement`), every group `g·degree..<(g+1)·degree` of the pool runs such a request at
+    /// the same time, and the median is over all their measured steps.
     public func measure(
         pool: WorkerPool, resolution: Resolution, degree: Int,
         placement: ((_ step: Int, _ degree: Int) -> [Int])? = nil
@@ -35,13 +52,45 @@ public struct Profiler: Sendable {
         let steps = warmup + repetitions
         let request = GenerationRequest(
             prompt: Self.prompt, width: resolution.width, height: resolution.height, steps: steps, seed: 1)
-        let result = try pool.generate(request, plan: .uniform(degree: degree, steps: steps), placement: placement)
-        let samples = result.stepSeconds.dropFirst(warmup).map { $0 * 1000 }
+        let groups = load == .full && placement == nil ? max(1, pool.workerCount / degree) : 1
+        let samples: [Double]
+        if groups == 1 {
+            let result = try pool.generate(request, plan: .uniform(degree: degree, steps: steps), placement: placement)
+            samples = result.stepSeconds.dropFirst(warmup).map { $0 * 1000 }
+        } else {
+            samples = try Self.concurrently(groups) { g in
+                let result = try pool.generate(
+                    request, plan: .uniform(degree: degree, steps: steps),
+                    placement: { _, k in Array(g * k..<(g + 1) * k) })
+                return result.stepSeconds.dropFirst(warmup).map { $0 * 1000 }
+            }.flatMap { $0 }
+        }
         let grid = try pool.config.grid(width: resolution.width, height: resolution.height)
         return Measurement(
             resolution: resolution, degree: degree, imageTokens: grid.columns * grid.rows,
             textTokens: DiTModelTokens.count(Self.prompt, config: pool.config), stepMs: median(Array(samples)),
             samplesMs: Array(samples))
+    }
+
+    /// Runs `body(0..<count)` on `count` threads at once (each blocks on its workers, so they must
+    /// not wait for a free thread) and returns the results in order; rethrows the first error.
+    static func concurrently<T: Sendable>(
+        _ count: Int, _ body: @escaping @Sendable (Int) throws -> T
+    ) throws -> [T] {
+        let results = Mutex([Result<T, any Error>?](repeating: nil, count: count))
+        let done = DispatchGroup()
+        for g in 0..<count {
+            done.enter()
+            let thread = Thread {
+                let result = Result { try body(g) }
+                results.withLock { $0[g] = result }
+                done.leave()
+            }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        done.wait()
+        return try results.withLock { $0 }.map { try $0!.get() }
     }
 
     /// Every class at every degree in `degrees` (those up to the pool's size).
