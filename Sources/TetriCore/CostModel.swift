@@ -13,7 +13,7 @@ public struct CostModel: Sendable, Equatable {
     /// Latent tokens of each resolution class.
     public let latentTokens: [Int]
     /// `stepTime[r][d]`: microseconds per step of resolution `r` at degree `degrees[d]`.
-    public let stepTime: [[Micros]]
+    public internal(set) var stepTime: [[Micros]]
     /// Extra time a block pays when a request's GPU set differs from its previous block's
     /// (latent hand-off and group re-formation). Zero unless set.
     public var handoff: Micros

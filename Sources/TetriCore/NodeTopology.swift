@@ -16,7 +16,7 @@ public struct NodeTopology: Sendable, Equatable {
     public let minIslands: [Int]
     /// `crossStepTime[r][d]`: microseconds per step of resolution `r` at degree index `d` on a
     /// group that crosses islands; nil forbids such a group. Empty when the profile gives none.
-    public let crossStepTime: [[Micros?]]
+    public internal(set) var crossStepTime: [[Micros?]]
 
     /// Islands per node.
     public var islandCount: Int { islandMembers.count }
