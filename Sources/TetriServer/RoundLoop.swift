@@ -12,7 +12,14 @@ public actor RoundLoop {
     struct Block {
         var task: Task<Void, Never>
         var plannedEnd: Micros
+        /// When it started and what the planned end adds to its steps (dispatch, hand-off).
+        var start: Micros = 0
+        var overhead: Micros = 0
+        var resolution: Int = 0
     }
+
+    /// Builds the scheduler for a cost model: how the loop re-plans with re-estimated step times.
+    public typealias SchedulerFactory = @Sendable (CostModel) throws -> any Scheduler
 
     public struct Configuration: Sendable {
         /// Jobs waiting or running at most; more are rejected with a retry hint.
@@ -58,13 +65,34 @@ public actor RoundLoop {
     var drainWaiters: [CheckedContinuation<Void, Never>] = []
     /// The time of the last decision; decisions never go back in time.
     var lastDecision: Micros = 0
+    /// The step times the loop plans with: the backend's cost model, re-estimated from the blocks
+    /// run when ``recalibrate`` is set.
+    public private(set) var model: CostModel
+    /// Step times learnt from completed blocks, and the state of it the scheduler plans with.
+    public private(set) var calibration: StepTimeCalibration
+    var plannedCalibration: StepTimeCalibration
+    let recalibrate: SchedulerFactory?
+    /// The scheduler is rebuilt when a step-time factor has moved this much (relative) since the
+    /// model it plans with.
+    public static let recalibrationThreshold = 0.05
 
+    /// - Parameter recalibrate: when given, every completed block's wall time updates a
+    ///   ``StepTimeCalibration`` of the backend's cost model, and once a factor has moved more
+    ///   than ``recalibrationThreshold`` the scheduler is rebuilt with this factory on the
+    ///   re-estimated model (so is the loop's own planning: block ends, estimates,
+    ///   `rejectInfeasible`).
     public init(
         backend: any ExecutionBackend, scheduler: any Scheduler, clock: ServingClock,
-        configuration: Configuration = .init(), metrics: ServerMetrics, logger: Logger = Logger(label: "tetriserve")
+        configuration: Configuration = .init(), metrics: ServerMetrics, logger: Logger = Logger(label: "tetriserve"),
+        recalibrate: SchedulerFactory? = nil
     ) {
         self.backend = backend
         self.scheduler = scheduler
+        self.model = backend.costModel
+        self.calibration = StepTimeCalibration(base: backend.costModel)
+        self.plannedCalibration = StepTimeCalibration(base: backend.costModel)
+        self.recalibrate = recalibrate
+        metrics.stepTimes(backend.costModel)
         self.clock = clock
         self.configuration = configuration
         self.metrics = metrics
@@ -117,7 +145,6 @@ public actor RoundLoop {
             throw .neverFits(bytes: bytes, capacityBytes: store.limits.memoryCapacity ?? 0)
         }
         if configuration.rejectInfeasible {
-            let model = backend.costModel
             let fastest =
                 model.degrees.filter { $0 <= backend.devices }
                 .map { Micros(job.steps) * model.stepTime(resolution: r, degree: $0) }.min() ?? 0
@@ -352,9 +379,8 @@ public actor RoundLoop {
         }
         metrics.block(degree: devices.count, steps: s.steps)
         let moved = !e.lastGPUs.isEmpty && e.lastGPUs != s.gpus
-        let end =
-            now + Micros(s.steps) * backend.costModel.stepTime(resolution: e.resolution, degree: devices.count)
-            + (moved ? backend.costModel.handoff : 0) + backend.costModel.dispatchOverhead
+        let overhead = (moved ? model.handoff : 0) + model.dispatchOverhead
+        let end = now + Micros(s.steps) * model.stepTime(resolution: e.resolution, degree: devices.count) + overhead
         let backend = self.backend
         let id = s.request
         let steps = s.steps
@@ -376,7 +402,14 @@ public actor RoundLoop {
                     error: BlockInterrupted(completed: 0, reason: "\(error)"))
             }
         }
-        blocks[id] = Block(task: task, plannedEnd: end)
+        blocks[id] = Block(task: task, plannedEnd: end, start: now, overhead: overhead, resolution: e.resolution)
+        logger.debug(
+            "block start",
+            metadata: [
+                "job_id": "\(e.id)", "resolution": "\(e.job.width)x\(e.job.height)", "devices": "\(devices)",
+                "steps": "\(steps)", "from_step": "\(from)", "at_s": "\(now.seconds)",
+                "planned_s": "\((end - now).seconds)", "slack_s": "\((e.deadline - end).seconds)",
+            ])
         if newSegment, let seg = e.history.last { emit(id, .degree(seg, stepsDone: from)) }
     }
 
@@ -384,7 +417,19 @@ public actor RoundLoop {
         _ id: Int, gpus: GPUSet, planned: Int, completed: Int, error: BlockInterrupted?, plannedEnd: Micros? = nil
     ) async {
         free = free.union(gpus)
+        if error == nil, completed == planned, let block = blocks[id] {
+            learn(block, degree: gpus.count, steps: completed)
+        }
         blocks[id] = nil
+        if logger.logLevel <= .debug, let e = store[id] {
+            logger.debug(
+                "block end",
+                metadata: [
+                    "job_id": "\(e.id)", "devices": "\(gpus.ids)", "steps": "\(completed)/\(planned)",
+                    "at_s": "\(clock.now().seconds)",
+                    "late_s": "\(plannedEnd.map { (clock.now() - $0).seconds }.map { "\($0)" } ?? "-")",
+                ])
+        }
         guard var e = store[id], !e.status.isTerminal else {
             rescheduleUnlessDue(reported: plannedEnd)
             return
@@ -520,6 +565,51 @@ public actor RoundLoop {
         }
     }
 
+    // MARK: Step times
+
+    /// Feeds a block that completed all its steps to the calibration and rebuilds the scheduler
+    /// when the step times it plans with are off by more than ``recalibrationThreshold``.
+    func learn(_ block: Block, degree: Int, steps: Int) {
+        guard let recalibrate else { return }
+        let elapsed = clock.now() - block.start - block.overhead
+        calibration.observe(resolution: block.resolution, degree: degree, steps: steps, seconds: Double(elapsed) / 1e6)
+        guard calibration.drift(from: plannedCalibration) > Self.recalibrationThreshold else { return }
+        let next = calibration.model
+        do {
+            scheduler = try recalibrate(next)
+        } catch {
+            logger.error("could not rebuild the scheduler with re-estimated step times: \(error)")
+            return
+        }
+        model = next
+        plannedCalibration = calibration
+        metrics.stepTimes(model)
+        logger.info(
+            "step times re-estimated from the blocks run",
+            metadata: [
+                "ms_per_step": "\(Self.describe(model))",
+                "factor_vs_profile": "\(Self.describe(calibration.factors, model: model))",
+            ])
+    }
+
+    static func describe(_ model: CostModel) -> String {
+        model.resolutionNames.indices.map { r in
+            "\(model.resolutionNames[r]) "
+                + model.degrees.indices.map { d in
+                    "k\(model.degrees[d])=\(String(Double(model.stepTime[r][d] / 10) / 100))"
+                }.joined(separator: ",")
+        }.joined(separator: " ")
+    }
+
+    static func describe(_ factors: [[Double]], model: CostModel) -> String {
+        model.resolutionNames.indices.map { r in
+            "\(model.resolutionNames[r]) "
+                + model.degrees.indices.map { d in
+                    "k\(model.degrees[d])=\(String(Double((factors[r][d] * 100).rounded()) / 100))"
+                }.joined(separator: ",")
+        }.joined(separator: " ")
+    }
+
     // MARK: Dropping late jobs
 
     /// When a job is dropped: `X × SLO` after its deadline.
@@ -590,7 +680,6 @@ public actor RoundLoop {
     /// A rough finish estimate: the remaining steps at the job's current (or fastest) degree,
     /// after the work queued ahead of it spread over the node.
     func estimate(_ e: JobStore.Record, now: Micros) -> Micros {
-        let model = backend.costModel
         let degree = e.history.last?.degree ?? model.degrees.filter { $0 <= backend.devices }.max() ?? 1
         return now + Micros(e.remaining) * model.stepTime(resolution: e.resolution, degree: degree)
     }

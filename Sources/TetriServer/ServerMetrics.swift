@@ -1,6 +1,7 @@
 import Foundation
 import Prometheus
 import Synchronization
+import TetriCore
 
 /// The server's metrics, in a Prometheus registry of its own (so several servers, e.g. in tests,
 /// never share counters), each with a `# HELP` line, rendered for `GET /metrics`.
@@ -18,6 +19,7 @@ import Synchronization
 /// | `tetriserve_block_steps_total` | counter | `degree` |
 /// | `tetriserve_scheduler_decision_seconds` | histogram | |
 /// | `tetriserve_device_failures_total` | counter | |
+/// | `tetriserve_step_time_seconds` | gauge | `resolution`, `degree`: the step time the scheduler plans with (the profile's, re-estimated from the blocks run when calibration is on) |
 ///
 /// `resolution` is the cost-model class a request was scheduled as (one of the profile's
 /// resolutions), never the raw requested size, so the label's values are bounded.
@@ -52,6 +54,11 @@ public final class ServerMetrics: Sendable {
         name(
             "tetriserve_e2e_request_latency_seconds",
             "Arrival to finish of succeeded requests, virtual seconds, by resolution class.")
+    }
+    static var stepTime: MetricNameDescriptor {
+        name(
+            "tetriserve_step_time_seconds",
+            "Step time the scheduler plans with, virtual seconds, by resolution class and degree.")
     }
     static var blockSteps: MetricNameDescriptor {
         name("tetriserve_block_steps_total", "Denoising steps started, by the degree they ran at.")
@@ -140,6 +147,15 @@ public final class ServerMetrics: Sendable {
     func block(degree k: Int, steps: Int) {
         degree.record(Double(k))
         registry.makeCounter(descriptor: Self.blockSteps, labels: [("degree", String(k))]).increment(by: Int64(steps))
+    }
+
+    func stepTimes(_ model: CostModel) {
+        for (r, name) in model.resolutionNames.enumerated() {
+            for (d, k) in model.degrees.enumerated() {
+                registry.makeGauge(descriptor: Self.stepTime, labels: [("resolution", name), ("degree", String(k))])
+                    .set(Double(model.stepTime[r][d]) / 1e6)
+            }
+        }
     }
 
     func decision(_ d: Duration) {

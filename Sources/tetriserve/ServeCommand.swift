@@ -92,6 +92,14 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Turn off tetriserve's admission by look-ahead (requests that cannot all be met are no longer deferred).")
     var noAdmission = false
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: ArgumentHelp(
+            "Re-estimate step times from the blocks run and re-plan with them when they drift more than 5% from "
+                + "the profile (default: on with --engine cpu, off with --engine simulated, whose devices keep the "
+                + "profile's times exactly)."))
+    var calibrate: Bool?
+
     @Option(
         name: .customLong("max-queue"), parsing: .unconditional,
         help: "Requests waiting or running at most; more get 429.")
@@ -240,18 +248,21 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// Measures the classes on the workers: one warm-up and three measured steps per class and
-    /// degree (`tetriserve profile` measures more carefully and writes a file to reuse).
+    /// degree, every group of the workers busy at once (`tetriserve profile` measures more
+    /// carefully and writes a file to reuse).
     func startupProfile(_ pool: WorkerPool) throws -> CostModel {
         log("profiling the workers (use --profile to skip)...")
         let degrees = [1, 2, 4, 8, 16, 32, 64].filter { $0 <= pool.workerCount }
-        let profiler = Profiler(warmup: 1, repetitions: 3)
+        let profiler = Profiler(warmup: 1, repetitions: 3, load: .full)
         let measured = try userFacing {
             try profiler.measureAll(pool: pool, classes: pool.config.resolutionClasses, degrees: degrees) { m in
                 log("  \(m.resolution) degree \(m.degree): \(String(format: "%.1f", m.stepMs)) ms/step")
             }
         }
         let profile = Profiler.profile(
-            measured, name: "cpu-startup", description: "measured at server start-up", workers: pool.workerCount)
+            measured, name: "cpu-startup",
+            description: "measured at server start-up, every group of the workers busy at once",
+            workers: pool.workerCount)
         return try userFacing { try CostModel(profile: profile) }
     }
 
@@ -341,12 +352,26 @@ struct ServeCommand: AsyncParsableCommand {
                 policy: policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,
                 planMargin: planMargin, capRound: !uncappedRound, admission: !noAdmission)
         }
+        let factory: RoundLoop.SchedulerFactory?
+        if calibrate ?? (engine == "cpu") {
+            let (serving, policy, devices, granularity, planMargin) = (
+                serving, policy, backend.devices, granularity, planMargin
+            )
+            let (capRound, admission) = (!uncappedRound, !noAdmission)
+            factory = { model in
+                try serving.scheduler(
+                    policy: policy, model: model, gpus: devices, granularity: granularity, planMargin: planMargin,
+                    capRound: capRound, admission: admission)
+            }
+        } else {
+            factory = nil
+        }
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,
             configuration: .init(
                 maxQueue: maxQueue, rejectInfeasible: rejectInfeasible, resultTTLSeconds: resultTTL,
                 resultMemory: Int(resultMemory * 1_048_576), dropLateAfter: dropLateAfter),
-            metrics: ServerMetrics(), logger: logger)
+            metrics: ServerMetrics(), logger: logger, recalibrate: factory)
         serving.apiKeys = APIKeys.from(
             options: apiKeys, environment: ProcessInfo.processInfo.environment["TETRISERVE_API_KEYS"])
         if !serving.apiKeys.isEnabled && !APIKeys.isLoopback(host: host) {

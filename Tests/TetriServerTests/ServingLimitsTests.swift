@@ -404,8 +404,16 @@ func errorObject(_ buffer: ByteBuffer) throws -> [String: Any] {
             }
             try await client.execute(uri: "/metrics", method: .get) { res in
                 let text = String(buffer: res.body)
-                let labels = Set(text.matches(of: /resolution="([^"]*)"/).map { String($0.1) })
+                // Requests are labelled by the class they were scheduled as; the step-time gauge
+                // has one series per profiled class, nothing else.
+                let lines = text.split(separator: "\n")
+                let requestLines = lines.filter { !$0.hasPrefix("tetriserve_step_time_seconds") }
+                let labels = Set(requestLines.flatMap { $0.matches(of: /resolution="([^"]*)"/).map { String($0.1) } })
                 #expect(labels == ["256x256"])
+                let gaugeLabels = Set(
+                    lines.filter { $0.hasPrefix("tetriserve_step_time_seconds{") }
+                        .flatMap { $0.matches(of: /resolution="([^"]*)"/).map { String($0.1) } })
+                #expect(gaugeLabels == Set(loop.backend.costModel.resolutionNames))
                 let typed = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map {
                     $0.split(separator: " ")[2]
                 }
