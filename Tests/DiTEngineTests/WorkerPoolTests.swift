@@ -252,6 +252,53 @@ final class Box<T>: @unchecked Sendable {
         #expect(try pool.latent(job) == before)
     }
 
+    /// A replacement worker that hangs before answering its hello (here: the executable starts the
+    /// real worker twice, then only a sleeping process) is killed after the hello timeout and
+    /// retried a bounded number of times; then the worker is down, the pool keeps its lock free
+    /// (shutdown and commands on it return), and the other worker still computes.
+    @Test func aReplacementThatHangsAtStartIsGivenUp() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "tsv-hang-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let starts = dir.appendingPathComponent("starts").path
+        let script = dir.appendingPathComponent("worker.sh").path
+        let real = try WorkerPool.locateExecutable()
+        try """
+        #!/bin/sh
+        echo x >> '\(starts)'
+        if [ "$(wc -l < '\(starts)')" -gt 2 ]; then exec sleep 600; fi
+        exec '\(real)' "$@"
+
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let pool = try WorkerPool(
+            options: WorkerPool.Options(
+                workers: 2, model: "tiny", seed: 42, maxImageTokens: 256, heapBytes: 16 << 20, executable: script,
+                helloTimeout: 1))
+        defer { pool.shutdown() }
+        let request = GenerationRequest(prompt: "hang at start", width: 32, height: 32, steps: 2, seed: 3)
+        let before = try pool.generate(request, plan: .uniform(degree: 1, steps: 2)).latent
+        kill(pool.pids[1], SIGKILL)
+        var down = false
+        for _ in 0..<1500 {
+            if pool.pids[1] == 0 && pool.unavailableWorkers == 1 {
+                down = true
+                break
+            }
+            usleep(20_000)
+        }
+        #expect(down, "the worker is down after the replacements hung")
+        let lines = try String(contentsOfFile: starts, encoding: .utf8).split(separator: "\n").count
+        #expect(lines == 2 + WorkerPool.replacementAttempts)
+        // A command on the down worker tries again and reports it; worker 0 still computes.
+        let job = try pool.begin(request)
+        defer { pool.release(job) }
+        #expect(throws: EngineError.self) { try pool.run(job, steps: 2, on: [1]) }
+        try pool.run(job, steps: 2, on: [0])
+        #expect(try pool.latent(job) == before)
+    }
+
     /// Blocks of a request run on different groups through the session API give the degree-1
     /// latent, and the PNG of a finished request decodes to its pixels.
     @Test func blocksOnChangingGroupsMatchDegreeOne() throws {

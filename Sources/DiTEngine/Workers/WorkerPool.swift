@@ -25,13 +25,20 @@ public final class WorkerPool: @unchecked Sendable {
         public var coreType: String?
         /// Pin worker i to the i-th CPU this process may use.
         public var pin: Bool
+        /// Seconds a starting worker (at start-up or as a replacement) may take to answer its
+        /// hello before it is looked at: one that is not working then (blocked, stopped) is
+        /// killed; one still using CPU gets up to ten times as long.
+        public var helloTimeout: Double
 
         public init(
             workers: Int, model: String = "small", seed: UInt64 = 0, weights: String? = nil, maxImageTokens: Int? = nil,
             heapBytes: Int = 256 << 20, executable: String? = nil, coreType: String? = BLAS.configuredCoreType(),
-            pin: Bool = true
+            pin: Bool = true, helloTimeout: Double = 30
         ) throws {
             guard workers > 0 else { throw EngineError.pool("--workers must be at least 1, got \(workers)") }
+            guard helloTimeout > 0 else {
+                throw EngineError.pool("the hello timeout must be positive, got \(helloTimeout)")
+            }
             self.workers = workers
             self.model = model
             self.seed = seed
@@ -43,6 +50,7 @@ public final class WorkerPool: @unchecked Sendable {
             self.executable = try executable ?? WorkerPool.locateExecutable()
             self.coreType = coreType
             self.pin = pin
+            self.helloTimeout = helloTimeout
         }
     }
 
@@ -128,7 +136,8 @@ public final class WorkerPool: @unchecked Sendable {
             var pfd = pollfd(fd: h.fromWorker, events: Int16(POLLIN), revents: 0)
             guard poll(&pfd, 1, 0) > 0, pfd.revents & Int16(POLLHUP | POLLERR) != 0 else { continue }
             let detail = replace(h)
-            FileHandle.standardError.write(Data("[pool] idle worker \(h.index) ended (\(detail)); replaced\n".utf8))
+            let outcome = h.pid > 0 ? "replaced" : "down until a command tries again"
+            FileHandle.standardError.write(Data("[pool] idle worker \(h.index) ended (\(detail)); \(outcome)\n".utf8))
         }
     }
 
@@ -235,18 +244,25 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     func hello(_ h: Handle) throws {
-        let replies = try run([h], messages: [WorkerMessage(op: .hello)], abortOnDeath: nil)
+        try h.lock.withLock { try helloLocked(h) }
+    }
+
+    /// ``hello(_:)`` with the worker's lock held. A worker that dies or hangs before answering is
+    /// reaped, not replaced, and the error is thrown.
+    func helloLocked(_ h: Handle) throws {
+        let replies = try exchange(
+            [h], messages: [WorkerMessage(op: .hello)], abortOnDeath: nil, timeout: options.helloTimeout,
+            replaceDead: false)
         let core = replies[0].core ?? "unknown"
-        h.lock.withLock { h.core = core }
+        h.core = core
         if let want = options.coreType, core.lowercased() != want.lowercased() {
             throw EngineError.pool("worker \(h.index) reports OpenBLAS core \(core), expected \(want)")
         }
     }
 
-    /// Reaps a dead worker and starts a replacement; returns how it ended.
-    func replace(_ h: Handle) -> String {
-        outage.withLock { $0.replacing += 1 }
-        defer { outage.withLock { $0.replacing -= 1 } }
+    /// Closes a worker's pipes and reaps its process (killing it when it does not exit within
+    /// 2 s); returns how it ended.
+    func reap(_ h: Handle) -> String {
         var status: Int32 = 0
         if h.toWorker >= 0 { close(h.toWorker) }
         if h.fromWorker >= 0 { close(h.fromWorker) }
@@ -269,16 +285,37 @@ public final class WorkerPool: @unchecked Sendable {
             let signal = status & 0x7F
             detail = signal != 0 ? "killed by signal \(signal)" : "exited with status \((status >> 8) & 0xFF)"
         }
-        do {
-            try spawn(h)
-            let replies = try exchange([h], messages: [WorkerMessage(op: .hello)], abortOnDeath: nil)
-            h.core = replies[0].core ?? "unknown"
-            outage.withLock { _ = $0.down.remove(h.index) }
-        } catch {
-            detail += "; restarting it failed: \(error)"
-            h.pid = 0
-            outage.withLock { _ = $0.down.insert(h.index) }
+        h.pid = 0
+        return detail
+    }
+
+    /// How many times a replacement is started before the worker is declared down.
+    static let replacementAttempts = 3
+
+    /// Reaps a dead worker and starts a replacement (up to ``replacementAttempts`` times, each
+    /// bounded by the hello timeout, so that a replacement that hangs at start cannot hold the
+    /// worker's lock); returns how the worker ended. When every attempt fails the worker is down
+    /// until a later command tries again.
+    func replace(_ h: Handle) -> String {
+        outage.withLock { $0.replacing += 1 }
+        defer { outage.withLock { $0.replacing -= 1 } }
+        var detail = reap(h)
+        var failures: [String] = []
+        for _ in 0..<Self.replacementAttempts where !stopped.load(ordering: .relaxed) {
+            do {
+                try spawn(h)
+                try helloLocked(h)
+                outage.withLock { _ = $0.down.remove(h.index) }
+                return detail
+            } catch {
+                failures.append("\(error)")
+                _ = reap(h)
+            }
         }
+        if !failures.isEmpty {
+            detail += "; restarting it failed \(failures.count) times (last: \(failures.last!))"
+        }
+        outage.withLock { _ = $0.down.insert(h.index) }
         return detail
     }
 
@@ -296,12 +333,14 @@ public final class WorkerPool: @unchecked Sendable {
     /// treated as hung: the group's barrier is aborted so that its peers reply, and after a short
     /// grace the workers still silent are killed and replaced like dead ones.
     func run(
-        _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil
+        _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil,
+        replaceDead: Bool = true
     ) throws -> [WorkerReply] {
         let ordered = group.sorted { $0.index < $1.index }
         for h in ordered { h.lock.lock() }
         defer { for h in ordered.reversed() { h.lock.unlock() } }
-        return try exchange(group, messages: messages, abortOnDeath: abortOnDeath, timeout: timeout)
+        return try exchange(
+            group, messages: messages, abortOnDeath: abortOnDeath, timeout: timeout, replaceDead: replaceDead)
     }
 
     /// How long the peers of a hung worker get to answer the aborted barrier before the workers
@@ -336,9 +375,12 @@ public final class WorkerPool: @unchecked Sendable {
         return (state, user + system)
     }
 
-    /// ``run(_:messages:abortOnDeath:timeout:)`` with the locks held.
+    /// ``run(_:messages:abortOnDeath:timeout:replaceDead:)`` with the locks held. With
+    /// `replaceDead` false, a dead or hung worker is reaped but not replaced (used for the hello
+    /// of a starting worker, whose caller decides whether to try again).
     func exchange(
-        _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil
+        _ group: [Handle], messages: [WorkerMessage], abortOnDeath: SharedBarrier?, timeout: Double? = nil,
+        replaceDead: Bool = true
     ) throws -> [WorkerReply] {
         var replies = [WorkerReply?](repeating: nil, count: group.count)
         var dead: [(Int, pid_t)] = []
@@ -455,7 +497,7 @@ public final class WorkerPool: @unchecked Sendable {
         if let (first, pid) = dead.first {
             var details: [Int: String] = [:]
             for (i, _) in dead {
-                let ended = replace(group[i])
+                let ended = replaceDead ? replace(group[i]) : reap(group[i])
                 details[i] = hung[i].map { "\($0) (\(ended))" } ?? ended
             }
             throw EngineError.workerDied(worker: group[first].index, pid: pid, detail: details[first] ?? "")
