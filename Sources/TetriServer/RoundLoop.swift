@@ -13,9 +13,9 @@ public actor RoundLoop {
         var task: Task<Void, Never>
         var plannedEnd: Micros
         /// When it started and what the planned end adds to its steps (dispatch, hand-off).
-        var start: Micros = 0
-        var overhead: Micros = 0
-        var resolution: Int = 0
+        var start: Micros
+        var overhead: Micros
+        var resolution: Int
     }
 
     /// Builds the scheduler for a cost model: how the loop re-plans with re-estimated step times.
@@ -427,7 +427,7 @@ public actor RoundLoop {
                 metadata: [
                     "job_id": "\(e.id)", "devices": "\(gpus.ids)", "steps": "\(completed)/\(planned)",
                     "at_s": "\(clock.now().seconds)",
-                    "late_s": "\(plannedEnd.map { (clock.now() - $0).seconds }.map { "\($0)" } ?? "-")",
+                    "late_s": "\(plannedEnd.map { "\((clock.now() - $0).seconds)" } ?? "-")",
                 ])
         }
         guard var e = store[id], !e.status.isTerminal else {
@@ -587,26 +587,17 @@ public actor RoundLoop {
         logger.info(
             "step times re-estimated from the blocks run",
             metadata: [
-                "ms_per_step": "\(Self.describe(model))",
-                "factor_vs_profile": "\(Self.describe(calibration.factors, model: model))",
+                "ms_per_step": "\(Self.describe(model) { r, d in Double(model.stepTime[r][d] / 10) / 100 })",
+                "factor_vs_profile":
+                    "\(Self.describe(model) { [factors = calibration.factors] r, d in (factors[r][d] * 100).rounded() / 100 })",
             ])
     }
 
-    static func describe(_ model: CostModel) -> String {
+    /// `value(r, d)` for every class and degree of `model`: "256x256 k1=…,k2=… 512x512 …".
+    static func describe(_ model: CostModel, _ value: (_ r: Int, _ d: Int) -> Double) -> String {
         model.resolutionNames.indices.map { r in
             "\(model.resolutionNames[r]) "
-                + model.degrees.indices.map { d in
-                    "k\(model.degrees[d])=\(String(Double(model.stepTime[r][d] / 10) / 100))"
-                }.joined(separator: ",")
-        }.joined(separator: " ")
-    }
-
-    static func describe(_ factors: [[Double]], model: CostModel) -> String {
-        model.resolutionNames.indices.map { r in
-            "\(model.resolutionNames[r]) "
-                + model.degrees.indices.map { d in
-                    "k\(model.degrees[d])=\(String(Double((factors[r][d] * 100).rounded()) / 100))"
-                }.joined(separator: ",")
+                + model.degrees.indices.map { d in "k\(model.degrees[d])=\(value(r, d))" }.joined(separator: ",")
         }.joined(separator: " ")
     }
 

@@ -43,6 +43,9 @@ struct ProfileCommand: ParsableCommand {
             valueName: "full|alone"))
     var load: String = "full"
 
+    /// `--load` as parsed; `validate()` has refused any other value.
+    var loadKind: Profiler.Load { Profiler.Load(rawValue: load) ?? .full }
+
     @Option(help: "Output profile JSON (default: \(ProfileCommand.userFolder)/NAME.json).")
     var out: String?
 
@@ -170,7 +173,7 @@ struct ProfileCommand: ParsableCommand {
         let config = pool.config
         let cores = Set(pool.coreNames).sorted().joined(separator: ",")
         log("workers: \(pool.workerCount), OpenBLAS core: \(cores), model: \(config.name)")
-        let profiler = Profiler(warmup: warmup, repetitions: repetitions, load: Profiler.Load(rawValue: load) ?? .full)
+        let profiler = Profiler(warmup: warmup, repetitions: repetitions, load: loadKind)
         let degrees = [1, 2, 4, 8].filter { $0 <= workers }
         let (measurements, noisy) = try measureAll(pool: pool, profiler: profiler, degrees: degrees)
         let widest = measurements.map(Self.spread).max() ?? 0
@@ -180,7 +183,7 @@ struct ProfileCommand: ParsableCommand {
             description:
                 "Measured by tetriserve profile: model \(config.name), \(workers) CPU workers (one core, one "
                 + "OpenBLAS thread each, core \(cores)) on \(cpu); median of \(repetitions) steps after \(warmup) "
-                + "warm-up, \(load == "full" ? "every group of the workers busy at once" : "one request alone"); prompt of \(Profiler.prompt.utf8.count + 1) text tokens; largest sample spread "
+                + "warm-up, \(loadKind == .full ? "every group of the workers busy at once" : "one request alone"); prompt of \(Profiler.prompt.utf8.count + 1) text tokens; largest sample spread "
                 + "\(Self.percent(widest)).",
             workers: workers)
         let encoder = JSONEncoder()

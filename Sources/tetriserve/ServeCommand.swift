@@ -347,25 +347,18 @@ struct ServeCommand: AsyncParsableCommand {
             base = ServingConfiguration.profileSLOs(costModel)
         }
         var serving = ServingConfiguration(baseSLO: base, defaultSteps: defaultSteps, sloScale: sloScale)
-        let scheduler = try userFacing {
-            try serving.scheduler(
-                policy: policy, model: backend.costModel, gpus: backend.devices, granularity: granularity,
-                planMargin: planMargin, capRound: !uncappedRound, admission: !noAdmission)
+        // The scheduler for a cost model: the profile's now, re-estimated ones when calibrating.
+        let (frozen, policy, devices, granularity, planMargin) = (
+            serving, policy, backend.devices, granularity, planMargin
+        )
+        let (capRound, admission) = (!uncappedRound, !noAdmission)
+        let makeScheduler: RoundLoop.SchedulerFactory = { model in
+            try frozen.scheduler(
+                policy: policy, model: model, gpus: devices, granularity: granularity, planMargin: planMargin,
+                capRound: capRound, admission: admission)
         }
-        let factory: RoundLoop.SchedulerFactory?
-        if calibrate ?? (engine == "cpu") {
-            let (serving, policy, devices, granularity, planMargin) = (
-                serving, policy, backend.devices, granularity, planMargin
-            )
-            let (capRound, admission) = (!uncappedRound, !noAdmission)
-            factory = { model in
-                try serving.scheduler(
-                    policy: policy, model: model, gpus: devices, granularity: granularity, planMargin: planMargin,
-                    capRound: capRound, admission: admission)
-            }
-        } else {
-            factory = nil
-        }
+        let scheduler = try userFacing { try makeScheduler(backend.costModel) }
+        let factory = calibrate ?? (engine == "cpu") ? makeScheduler : nil
         let loop = RoundLoop(
             backend: backend, scheduler: scheduler, clock: clock,
             configuration: .init(

@@ -158,23 +158,9 @@ public final class WorkerPool: @unchecked Sendable {
         stopped.store(true, ordering: .relaxed)
         for h in handles {
             h.lock.withLock {
-                guard h.pid > 0 else { return }
-                if h.toWorker >= 0 { close(h.toWorker) }
-                if h.fromWorker >= 0 { close(h.fromWorker) }
-                h.toWorker = -1
-                h.fromWorker = -1
-                var status: Int32 = 0
                 // Closing stdin ends the worker loop; give it a moment, then make sure.
-                for _ in 0..<200 {
-                    if waitpid(h.pid, &status, WNOHANG) == h.pid {
-                        h.pid = 0
-                        return
-                    }
-                    usleep(5000)
-                }
-                kill(h.pid, SIGKILL)
-                waitpid(h.pid, &status, 0)
-                h.pid = 0
+                guard h.pid > 0 else { return }
+                _ = reap(h, graceSeconds: 1)
             }
         }
     }
@@ -261,8 +247,8 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Closes a worker's pipes and reaps its process (killing it when it does not exit within
-    /// 2 s); returns how it ended.
-    func reap(_ h: Handle) -> String {
+    /// `graceSeconds`); returns how it ended.
+    func reap(_ h: Handle, graceSeconds: Double = 2) -> String {
         var status: Int32 = 0
         if h.toWorker >= 0 { close(h.toWorker) }
         if h.fromWorker >= 0 { close(h.fromWorker) }
@@ -271,7 +257,7 @@ public final class WorkerPool: @unchecked Sendable {
         var detail = "its pipe closed"
         if h.pid > 0 {
             var reaped = false
-            for _ in 0..<400 {
+            for _ in 0..<Int(graceSeconds / 0.005) {
                 if waitpid(h.pid, &status, WNOHANG) == h.pid {
                     reaped = true
                     break
