@@ -67,6 +67,9 @@ public struct ExperimentPoint: Sendable, Equatable {
     /// Seed mean of the share of requests that no schedule can meet even alone (standalone
     /// infeasible); nil when the bound was not computed.
     public var infeasibleShare: Double?
+    /// Seed mean of the SLO attainment of a schedule that exists (``Clairvoyant``), a lower
+    /// bound on the optimum; nil when the bound was not computed.
+    public var achievable: Double?
 }
 
 /// A named grid of runs and how to present it.
@@ -110,8 +113,9 @@ public struct ExperimentPlan: Sendable {
     ) throws -> [ExperimentPoint] {
         let jobs = runs.indices.flatMap { r in seeds.map { (run: r, seed: $0) } }
         let results = Mutex([SimulationSummary?](repeating: nil, count: jobs.count))
-        let boundOf = Mutex([(sar: Double, infeasible: Double)?](repeating: nil, count: jobs.count))
-        let boundCache = Mutex([String: (sar: Double, infeasible: Double)]())
+        typealias Bounds = (sar: Double, infeasible: Double, achievable: Double)
+        let boundOf = Mutex([Bounds?](repeating: nil, count: jobs.count))
+        let boundCache = Mutex([String: Bounds]())
         let failure = Mutex<(any Error)?>(nil)
         let done = Atomic<Int>(0)
         let runs = self.runs
@@ -129,12 +133,16 @@ public struct ExperimentPlan: Sendable {
                 results.withLock { $0[j] = summary }
                 if bounds {
                     let key = "\(spec) \(run.gpus) \(run.model.name) \(run.model.stepTime)"
-                    let value: (sar: Double, infeasible: Double)
+                    let value: Bounds
                     if let cached = boundCache.withLock({ $0[key] }) {
                         value = cached
                     } else {
                         let b = try UpperBound.compute(trace: trace, model: run.model, gpus: run.gpus)
-                        value = (b.sar, Double(b.standaloneInfeasible.values.reduce(0, +)) / Double(max(1, b.requests)))
+                        let c = try Clairvoyant.achievable(trace: trace, bound: b, model: run.model, gpus: run.gpus)
+                        value = (
+                            b.sar, Double(b.standaloneInfeasible.values.reduce(0, +)) / Double(max(1, b.requests)),
+                            c.sar
+                        )
                         boundCache.withLock { $0[key] = value }
                     }
                     boundOf.withLock { $0[j] = value }
@@ -162,7 +170,8 @@ public struct ExperimentPlan: Sendable {
                 latencyP99: s.map(\.latencyS.p99).reduce(0, +) / n, gpuSeconds: s.map(\.gpuSeconds).reduce(0, +) / n,
                 averageDegree: s.map(\.averageDegree).reduce(0, +) / n,
                 bound: b.count == s.count ? b.map(\.sar).reduce(0, +) / n : nil,
-                infeasibleShare: b.count == s.count ? b.map(\.infeasible).reduce(0, +) / n : nil)
+                infeasibleShare: b.count == s.count ? b.map(\.infeasible).reduce(0, +) / n : nil,
+                achievable: b.count == s.count ? b.map(\.achievable).reduce(0, +) / n : nil)
         }
     }
 }

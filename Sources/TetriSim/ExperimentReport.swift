@@ -75,6 +75,7 @@ public struct ExperimentReport: Sendable {
         var infeasible: [(Double, Double)] = []
         var capacity: [(Double, Double)] = []
         var gap: [(Double, Double)] = []
+        var below: [(Double, Double)] = []
         for x in xs(in: panel) {
             guard let p = points.first(where: { $0.panel == panel && $0.x == x && $0.bound != nil }),
                 let b = p.bound, let f = p.infeasibleShare, let q = point(panel, series, x)
@@ -82,6 +83,7 @@ public struct ExperimentReport: Sendable {
             infeasible.append((f, x))
             capacity.append((max(0, 1 - f - b), x))
             gap.append((b - q.sar, x))
+            if let a = p.achievable { below.append((a - q.sar, x)) }
         }
         guard let worstF = infeasible.max(by: { $0.0 < $1.0 }), let worstC = capacity.max(by: { $0.0 < $1.0 }),
             let worstG = gap.max(by: { $0.0 < $1.0 })
@@ -89,12 +91,32 @@ public struct ExperimentReport: Sendable {
         func at(_ v: (Double, Double)) -> String { String(format: "%.3f", v.0) + " at \(Self.number(v.1))" }
         return "What limits SAR here: requests no schedule can meet even alone (up to \(at(worstF))), "
             + "node capacity (the bound a further up to \(at(worstC)) below that), and the scheduler "
-            + "(\(series) up to \(at(worstG)) below the bound)."
+            + "(\(series) up to \(at(worstG)) below the bound"
+            + (below.max(by: { $0.0 < $1.0 }).map {
+                $0.0 > 0
+                    ? ", and up to \(at($0)) below a clairvoyant schedule that exists"
+                    : ", never below a clairvoyant schedule that exists"
+            } ?? "") + ")."
+
     }
 
     /// The upper bound at a panel and x (every series there runs the same traces).
     public func bound(_ panel: String, _ x: Double) -> Double? {
         points.first { $0.panel == panel && $0.x == x && $0.bound != nil }?.bound
+    }
+
+    /// The clairvoyant schedule's SAR at a panel and x (``Clairvoyant``).
+    public func achievable(_ panel: String, _ x: Double) -> Double? {
+        points.first { $0.panel == panel && $0.x == x && $0.achievable != nil }?.achievable
+    }
+
+    /// The bound series' SAR over the clairvoyant schedule's at every point of a panel.
+    public func achievableRatios(panel: String) -> [Double] {
+        guard let series = plan.boundSeries else { return [] }
+        return xs(in: panel).compactMap { x in
+            guard let a = achievable(panel, x), a > 0, let p = point(panel, series, x) else { return nil }
+            return p.sar / a
+        }
     }
 
     /// The bound series' SAR over the bound at every point of a panel (points with a positive bound).
@@ -116,10 +138,10 @@ public struct ExperimentReport: Sendable {
             let boundCols =
                 plan.boundSeries.map { b in names.contains(b) && bound(panel, xs(in: panel)[0]) != nil }
                 ?? false
-            if boundCols { s += " bound | \(plan.boundSeries!) / bound |" }
+            if boundCols { s += " clairvoyant | bound | \(plan.boundSeries!) / bound |" }
             if gainCol { s += " gain vs best fixed |" }
             s +=
-                "\n|---|" + String(repeating: "---|", count: names.count + (gainCol ? 1 : 0) + (boundCols ? 2 : 0))
+                "\n|---|" + String(repeating: "---|", count: names.count + (gainCol ? 1 : 0) + (boundCols ? 3 : 0))
                 + "\n"
             let gains = self.gains()
             for x in xs(in: panel) {
@@ -135,9 +157,10 @@ public struct ExperimentReport: Sendable {
                 }
                 if boundCols {
                     if let b = bound(panel, x), let p = point(panel, plan.boundSeries!, x) {
+                        s += achievable(panel, x).map { String(format: " %.3f |", $0) } ?? " – |"
                         s += String(format: " %.3f |", b) + (b > 0 ? String(format: " %.3f |", p.sar / b) : " n/a |")
                     } else {
-                        s += " – | – |"
+                        s += " – | – | – |"
                     }
                 }
                 if gainCol {
@@ -164,6 +187,15 @@ public struct ExperimentReport: Sendable {
                     "\(plan.boundSeries!) / bound: "
                         + String(format: "min %.3f, mean %.3f", lo, ratios.reduce(0, +) / Double(ratios.count))
                         + ".")
+                let toAchievable = achievableRatios(panel: panel)
+                if let a = toAchievable.min() {
+                    summary.append(
+                        "\(plan.boundSeries!) / clairvoyant: "
+                            + String(
+                                format: "min %.3f, mean %.3f", a, toAchievable.reduce(0, +) / Double(toAchievable.count)
+                            )
+                            + ".")
+                }
             }
             if boundCols, let limits = limitsSentence(panel: panel) { summary.append(limits) }
             if !summary.isEmpty { s += "\n" + summary.joined(separator: " ") + "\n" }
@@ -175,13 +207,14 @@ public struct ExperimentReport: Sendable {
 
     public var csv: String {
         var s = "panel,series,\(plan.xName.replacingOccurrences(of: " ", with: "_")),seeds,sar_mean,sar_min,sar_max,"
-        s += "latency_mean_s,latency_p99_s,gpu_seconds,average_degree,bound\n"
+        s += "latency_mean_s,latency_p99_s,gpu_seconds,average_degree,bound,clairvoyant\n"
         for p in points {
             s += "\(p.panel),\(p.series),\(Self.number(p.x)),\(p.seeds),"
             s += String(
                 format: "%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.3f,", p.sar, p.sarMin, p.sarMax, p.latencyMean, p.latencyP99,
                 p.gpuSeconds, p.averageDegree)
             s += p.bound.map { String(format: "%.4f", $0) } ?? ""
+            s += "," + (p.achievable.map { String(format: "%.4f", $0) } ?? "")
             s += "\n"
         }
         return s

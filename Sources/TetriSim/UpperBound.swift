@@ -32,6 +32,9 @@ public struct UpperBound: Sendable, Equatable {
     public var components: Int
     /// Capacity constraints the solver was given (all of them for ``Method/fullModel``).
     public var cuts: Int
+    /// Ids of the requests one optimum of the integer program meets (`met` of them, ascending).
+    /// Not a schedule: ``Clairvoyant`` tries to schedule them.
+    public var chosen: [Int] = []
 
     /// How the integer program is built; both give the same optimum.
     public enum Method: Sendable {
@@ -64,6 +67,7 @@ public struct UpperBound: Sendable, Equatable {
         var costCache: [String: Int64?] = [:]
         var hulls: [Int: StepCostHull] = [:]
         var items: [Item] = []
+        var itemIDs: [Int] = []
         for r in reqs {
             guard let c = model.resolutionIndex(r.resolution) else {
                 throw SimulationError.unknownResolution(
@@ -85,6 +89,7 @@ public struct UpperBound: Sendable, Equatable {
                 continue
             }
             if hulls[c] == nil { hulls[c] = StepCostHull(time: times, width: widths) }
+            itemIDs.append(r.id)
             items.append(
                 Item(arrival: r.arrival, deadline: r.deadline, cost: cost, steps: r.steps, hull: hulls[c]!))
         }
@@ -132,13 +137,15 @@ public struct UpperBound: Sendable, Equatable {
         for i in items.indices { membersOf[find(i), default: []].append(i) }
         var met = items.count
         var cuts = 0
+        var dropped = Set<Int>()
         for root in roots {
             let members = membersOf[root]!
             let best: Int
+            let x: [Double]
             switch method {
             case .fullModel:
                 let own = rows.filter { find($0.terms[0].0) == root }
-                best = try solve(members: members, rows: own)
+                (best, x) = try solve(members: members, rows: own)
                 cuts += own.count
             case .cuttingPlanes:
                 var local: [Int: Int] = [:]
@@ -149,13 +156,16 @@ public struct UpperBound: Sendable, Equatable {
                     energy.terms(t1, t2, among: among.map { members[$0] }).map { (local[$0.0]!, $0.1) }
                 }
                 best = solved.met
+                x = solved.x
                 cuts += solved.cuts
             }
+            for (k, v) in x.enumerated() where v < 0.5 { dropped.insert(members[k]) }
             met -= members.count - best
         }
         return UpperBound(
             requests: reqs.count, met: met, standaloneInfeasible: infeasible, perClass: perClass,
-            constraints: constraints, components: roots.count, cuts: cuts)
+            constraints: constraints, components: roots.count, cuts: cuts,
+            chosen: items.indices.filter { !dropped.contains($0) }.map { itemIDs[$0] }.sorted())
     }
 
     /// A standalone-feasible request as the bound sees it.
@@ -255,10 +265,12 @@ public struct UpperBound: Sendable, Equatable {
     private static let solverLock = Mutex(())
 
     /// Maximise the number of `members` met subject to `rows` ((member, GPU-time) terms, capacity).
-    private static func solve(members: [Int], rows: [(terms: [(Int, Int64)], capacity: Int64)]) throws -> Int {
+    private static func solve(
+        members: [Int], rows: [(terms: [(Int, Int64)], capacity: Int64)]
+    ) throws -> (met: Int, x: [Double]) {
         var column: [Int: Int32] = [:]
         for (k, i) in members.enumerated() { column[i] = Int32(k + 1) }
-        return try solverLock.withLock { _ throws -> Int in
+        return try solverLock.withLock { _ throws -> (met: Int, x: [Double]) in
             glp_term_out(GLP_OFF)
             guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
             defer { glp_delete_prob(lp) }
@@ -271,7 +283,8 @@ public struct UpperBound: Sendable, Equatable {
             for (terms, capacity) in rows {
                 addCapacityRow(lp, columns: terms.map { column[$0.0]! }, costs: terms.map(\.1), capacity: capacity)
             }
-            return try integerOptimum(lp)
+            let met = try integerOptimum(lp)
+            return (met, (1...members.count).map { glp_mip_col_val(lp, Int32($0)).rounded() })
         }
     }
 
@@ -320,7 +333,7 @@ public struct UpperBound: Sendable, Equatable {
     static func solveByCuts(
         count n: Int, starts: [Micros], ends: [Micros], gpus: Int,
         terms: (Micros, Micros, [Int]) -> [(Int, Int64)]
-    ) throws -> (met: Int, cuts: Int) {
+    ) throws -> (met: Int, cuts: Int, x: [Double]) {
         struct Interval: Hashable {
             var t1: Micros
             var t2: Micros
@@ -342,7 +355,7 @@ public struct UpperBound: Sendable, Equatable {
             return out
         }
         let everyone = Array(0..<n)
-        return try solverLock.withLock { _ throws -> (met: Int, cuts: Int) in
+        return try solverLock.withLock { _ throws -> (met: Int, cuts: Int, x: [Double]) in
             glp_term_out(GLP_OFF)
             guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
             defer { glp_delete_prob(lp) }
@@ -404,7 +417,7 @@ public struct UpperBound: Sendable, Equatable {
                 try relaxation()
                 let met = try integerOptimum(lp, presolve: false)
                 let x = (0..<n).map { glp_mip_col_val(lp, Int32($0 + 1)).rounded() }
-                if !add(separate(x, slack: { _ in 0.5 })) { return (met, added.count) }
+                if !add(separate(x, slack: { _ in 0.5 })) { return (met, added.count, x) }
             }
         }
     }
@@ -445,9 +458,15 @@ extension UpperBound {
         public var solverConstraints: Int
         public var components: Int
         public var perResolution: [String: ClassBound]
+        /// Requests met by the clairvoyant schedule of ``Clairvoyant`` (a lower bound on the
+        /// optimum); nil when it was not run.
+        public var achievableMet: Int? = nil
+        public var achievableSAR: Double? = nil
 
         enum CodingKeys: String, CodingKey {
             case profile, gpus, requests, components
+            case achievableMet = "achievable_met"
+            case achievableSAR = "achievable_sar"
             case upperBoundMet = "upper_bound_met"
             case upperBoundSAR = "upper_bound_sar"
             case capacityConstraints = "capacity_constraints"

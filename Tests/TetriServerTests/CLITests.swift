@@ -73,4 +73,31 @@ func runCLI(_ arguments: [String], in directory: URL? = nil) throws -> (Int32, S
             #expect((block["gpus"] as? [Int])?.count == block["degree"] as? Int)
         }
     }
+
+    @Test func boundBracketsTheOptimumAndKeepsItsLastLine() throws {
+        let trace = try tempFile("b.csv", "")
+        let (s1, _, _) = try runCLI([
+            "workload", "--count", "60", "--seed", "2", "--mix", "skewed", "--slo-scale", "1.5", "--out", trace,
+        ])
+        #expect(s1 == 0)
+        let json = trace + ".json"
+        let (s2, out, err) = try runCLI(["bound", "--trace", trace, "--json", json])
+        #expect(s2 == 0, "\(err)")
+        let lines = out.split(separator: "\n")
+        #expect(lines.last?.hasPrefix("upper_bound_sar=") == true, "\(out)")
+        #expect(lines.dropLast().last?.contains("achievable_sar=") == true, "\(out)")
+        let result = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        let achievable = try #require(result["achievable_met"] as? Int)
+        let upper = try #require(result["upper_bound_met"] as? Int)
+        #expect(achievable >= 1 && achievable <= upper)
+        // tetriserve online ("…, N met, …") stays within the bound as well.
+        let (s3, sim, _) = try runCLI(["simulate", "--trace", trace])
+        #expect(s3 == 0)
+        let words = sim.split(separator: " ")
+        let online = try #require(words.firstIndex(of: "met,").flatMap { Int(words[$0 - 1]) }, "\(sim)")
+        #expect(online <= upper)
+        let (s4, skipped, _) = try runCLI(["bound", "--trace", trace, "--no-achievable"])
+        #expect(s4 == 0 && !skipped.contains("achievable_sar") && skipped.contains("upper_bound_sar="))
+    }
 }

@@ -145,6 +145,7 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         var tight = 0
         var cases = 0
         var bindingCapacity = 0
+        var clairvoyantExact = 0
         for _ in 0..<40 {
             let gpus = Int.random(in: 2...4, using: &rng)
             let n = Int.random(in: 2...4, using: &rng)
@@ -162,6 +163,10 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
             let whole = try UpperBound.compute(trace: t, model: m, gpus: gpus, partialWindows: false)
             let opt = bruteForceOptimum(trace: t, model: m, gpus: gpus)
             #expect(opt <= b.met, "trace \(reqs) on \(gpus) GPUs")
+            // The clairvoyant schedule exists, so it meets no more than the optimum.
+            let c = try Clairvoyant.achievable(trace: t, bound: b, model: m, gpus: gpus)
+            #expect(c.met <= opt && c.offered == b.met, "trace \(reqs) on \(gpus) GPUs")
+            if c.met == opt { clairvoyantExact += 1 }
             #expect(b.met <= whole.met)
             cases += 1
             if opt == b.met { tight += 1 }
@@ -170,6 +175,8 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         // The bound is not vacuous: capacity binds on some traces and it is often exact.
         #expect(bindingCapacity >= 5)
         #expect(tight * 2 >= cases)
+        // And the clairvoyant schedule is not vacuous either: it often reaches the optimum.
+        #expect(clairvoyantExact * 2 >= cases)
     }
 
     @Test func aRequestPartlyInsideAFullWindowIsCharged() throws {
@@ -264,6 +271,12 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
             let full = try UpperBound.compute(trace: t, model: m, gpus: gpus, method: .fullModel)
             let cuts = try UpperBound.compute(trace: t, model: m, gpus: gpus)
             #expect(cuts.met == full.met, "trace \(reqs) on \(gpus) GPUs")
+            // Each method's chosen set has `met` requests and passes the bound's own constraints.
+            for bound in [full, cuts] {
+                #expect(bound.chosen.count == bound.met && Set(bound.chosen).count == bound.met)
+                let only = try Trace(t.requests.filter { bound.chosen.contains($0.id) })
+                #expect(try UpperBound.compute(trace: only, model: m, gpus: gpus).met == bound.met)
+            }
             #expect(cuts.constraints == full.constraints && cuts.components == full.components)
             #expect(full.cuts == full.constraints)
             if full.components > 0 { linked += 1 }

@@ -77,8 +77,13 @@ import Testing
             let b = try UpperBound.compute(trace: spec.generate(), model: m, gpus: 8)
             #expect(p.bound == b.sar)
             #expect(p.sar <= b.sar)
+            // The clairvoyant schedule is the one of its trace, and it stays within the bound.
+            let c = try Clairvoyant.achievable(trace: spec.generate(), bound: b, model: m, gpus: 8)
+            #expect(p.achievable == c.sar)
+            #expect(c.sar <= b.sar)
         }
-        #expect(report.markdown.contains("| bound | tetriserve / bound | gain vs best fixed |"))
+        #expect(report.markdown.contains("| clairvoyant | bound | tetriserve / bound | gain vs best fixed |"))
+        #expect(report.markdown.contains("tetriserve / clairvoyant: min"))
         #expect(report.markdown.contains("mean absolute"))
         #expect(report.markdown.contains("What limits SAR here"))
         // 2048² needs scale 1.369 on FLUX: the table says so for 1.0 and not for 1.5.
