@@ -452,6 +452,8 @@ struct DegradedBackend: ForwardingBackend {
                         + "Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n", 400
                 ),
                 ("client asked to close", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 200),
+                ("HTTP/1.0 closes by default", "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n", 200),
+                ("HTTP/1.0 404", "GET /nope HTTP/1.0\r\nHost: localhost\r\n\r\n", 404),
             ]
             for (name, request, status) in closing {
                 // The request, then one more behind it: only the first is answered, then EOF.
@@ -465,6 +467,10 @@ struct DegradedBackend: ForwardingBackend {
                 ("415", post("{}").replacingOccurrences(of: "json", with: "xml"), 415),
                 ("404", "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n", 404),
                 ("403, host", "GET /healthz HTTP/1.1\r\nHost: evil.example\r\n\r\n", 403),
+                (
+                    "HTTP/1.0 keep-alive", "GET /healthz HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n",
+                    200
+                ),
             ]
             for (name, request, status) in keeping {
                 let text = try rawExchange(port: port, request + get, responses: 2, timeout: 8)

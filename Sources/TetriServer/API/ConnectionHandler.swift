@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import Synchronization
 
@@ -84,6 +85,15 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.linger = linger
     }
 
+    /// Puts an ``HTTP10CloseMarker`` right after the pipeline's HTTP/1 request decoder: the
+    /// conversion to HTTP types further on drops the request's HTTP version.
+    func handlerAdded(context: ChannelHandlerContext) {
+        let operations = context.pipeline.syncOperations
+        if let decoder = try? operations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
+            try? operations.addHandler(HTTP10CloseMarker(), position: .after(decoder))
+        }
+    }
+
     /// The watch of the connection `channel` serves, or nil when it has no such handler.
     static func watch(of channel: any Channel) async -> ConnectionWatch? {
         try? await channel.eventLoop.submit {
@@ -159,6 +169,23 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
         default:
             context.write(data, promise: promise)
         }
+    }
+}
+
+/// Marks every request whose connection must close after its response with `Connection: close`
+/// while its HTTP version is still known: an HTTP/1.0 request that does not ask for keep-alive
+/// (HTTP/1.0 closes by default). ``ConnectionHandler`` then closes after the answer.
+final class HTTP10CloseMarker: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(var head) = unwrapInboundIn(data), !head.isKeepAlive {
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
+        }
+        context.fireChannelRead(data)
     }
 }
 
