@@ -1,7 +1,7 @@
 """Writes a parity fixture for the Swift engine: one forward pass and one short sampling run of a
 weights file, computed by the JAX model (training/model.py).
 
-    python training/parity.py --weights models/scenes-v2.safetensors --name scenes-v2
+    python training/parity.py --weights models/scenes-v3.safetensors --name scenes-v3
 
 writes Tests/DiTEngineTests/Fixtures/<name>.json with, for each forward case, the expected output
 of one engine step from the seeded noise at time t to time 0 (`<name>-forward-K.f32`, little-endian

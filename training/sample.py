@@ -1,7 +1,7 @@
 """Draws prompts with a weights file or a training checkpoint, exactly as the engine samples
 (seeded Swift noise, the shifted schedule, Euler steps), into one PNG row per prompt.
 
-    python training/sample.py --weights models/scenes-v2.safetensors --size 128 --steps 20 \
+    python training/sample.py --weights models/scenes-v3.safetensors --size 128 --steps 20 \
         --out /tmp/samples.png "a large red circle in the top left on a white background"
 """
 

@@ -15,7 +15,7 @@ uses canvas positions, so a place on the canvas has the same angle at every size
 Example (the shipped model; see docs/model.md):
 
     python training/train.py --data 64=training/data/d64,128=training/data/d128 --steps 2000 \
-        --out models/scenes-v2.safetensors
+        --out models/scenes-v3.safetensors
 
 (training/README.md has the exact command of the shipped weights.)
 """
@@ -134,7 +134,7 @@ def main():
     ap.add_argument("--text-hidden", type=int, default=128, help="text encoder width")
     ap.add_argument("--text-heads", type=int, default=2, help="text encoder heads")
     ap.add_argument("--text-layers", type=int, default=1, help="text encoder layers")
-    ap.add_argument("--position-frequencies", type=int, default=0, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only; scenes-v2 uses 8)")
+    ap.add_argument("--position-frequencies", type=int, default=0, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only; scenes-v2 and scenes-v3 use 8)")
     ap.add_argument("--text-tokens", type=int, default=24, help="maxTextTokens (start token included)")
     ap.add_argument("--high-t-from", type=int, default=0, help="step from which --high-t-share and --t-clamp apply")
     ap.add_argument("--high-t-share", type=float, default=0.2, help="share of each batch with t uniform in [--high-t-min, 1]")
@@ -142,7 +142,7 @@ def main():
     ap.add_argument("--t-clamp", type=float, default=0.2, help="smallest t in the loss weight 1/t^2 (0.05 before --high-t-from)")
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batches and noise")
     ap.add_argument("--name", default="", help="model name in the config (default: the output's base name)")
-    ap.add_argument("--out", default="models/scenes-v2.safetensors", help="exported weights")
+    ap.add_argument("--out", default="models/scenes-v3.safetensors", help="exported weights")
     ap.add_argument("--run-dir", default="", help="loss CSV/SVG and checkpoints (default: training/runs/NAME)")
     ap.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints")
     ap.add_argument("--log-every", type=int, default=25, help="steps between progress lines")
