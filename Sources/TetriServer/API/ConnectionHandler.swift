@@ -172,15 +172,15 @@ final class ConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Marks every request whose connection must close after its response with `Connection: close`
-/// while its HTTP version is still known: an HTTP/1.0 request that does not ask for keep-alive
-/// (HTTP/1.0 closes by default). ``ConnectionHandler`` then closes after the answer.
+/// Marks an HTTP/1.0 request that does not ask for keep-alive (HTTP/1.0 closes by default) with
+/// `Connection: close` while its version is still known, so that ``ConnectionHandler``'s one
+/// closing rule covers it. HTTP/1.1 requests pass untouched: they say `close` themselves.
 final class HTTP10CloseMarker: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(var head) = unwrapInboundIn(data), !head.isKeepAlive {
+        if case .head(var head) = unwrapInboundIn(data), head.version == .http1_0, !head.isKeepAlive {
             head.headers.replaceOrAdd(name: "connection", value: "close")
             context.fireChannelRead(wrapInboundOut(.head(head)))
             return
