@@ -32,9 +32,16 @@ public struct UpperBound: Sendable, Equatable {
     public var components: Int
     /// Capacity constraints the solver was given (all of them for ``Method/fullModel``).
     public var cuts: Int
+    /// Intervals where, with every request met, some whole-node exclusion row of ``Exclusive``
+    /// is violated (0 when the bound was computed without them).
+    public var exclusiveConstraints = 0
+    /// Whole-node exclusion rows the solver was given (always added as cutting planes).
+    public var exclusiveCuts = 0
     /// Ids of the requests one optimum of the integer program meets (`met` of them, ascending).
     /// Not a schedule: ``Clairvoyant`` tries to schedule them.
     public var chosen: [Int] = []
+    /// The chosen requests per resolution class.
+    public var chosenPerClass: [Resolution: Int] = [:]
 
     /// How the integer program is built; both give the same optimum.
     public enum Method: Sendable {
@@ -49,13 +56,17 @@ public struct UpperBound: Sendable, Equatable {
 
     /// Computes the bound.
     ///
-    /// - Parameter partialWindows: also charge, in each interval, the least GPU-time that
-    ///   requests only partly inside it must spend there (the default; `false` gives the bound
-    ///   with whole windows only, never tighter).
+    /// - Parameters:
+    ///   - partialWindows: also charge, in each interval, the least GPU-time that requests only
+    ///     partly inside it must spend there (the default; `false` gives the bound with whole
+    ///     windows only, never tighter).
+    ///   - exclusiveTime: also add the whole-node exclusion constraints of ``Exclusive`` (the
+    ///     default; `false` gives the bound without them, never tighter).
     /// - Throws: ``SimulationError/unknownResolution(id:_:profile:known:)`` when the trace has a
     ///   class the profile lacks, ``BoundError`` when the solver fails.
     public static func compute(
-        trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes, partialWindows: Bool = true
+        trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes, partialWindows: Bool = true,
+        exclusiveTime: Bool = true
     ) throws -> UpperBound {
         guard gpus >= 1 else { throw SimulationError.invalidGPUCount(gpus) }
         let reqs = trace.requests
@@ -91,9 +102,12 @@ public struct UpperBound: Sendable, Equatable {
             if hulls[c] == nil { hulls[c] = StepCostHull(time: times, width: widths) }
             itemIDs.append(r.id)
             items.append(
-                Item(arrival: r.arrival, deadline: r.deadline, cost: cost, steps: r.steps, hull: hulls[c]!))
+                Item(
+                    arrival: r.arrival, deadline: r.deadline, cost: cost, steps: r.steps, hull: hulls[c]!,
+                    wholeNode: WholeNode(time: times, width: widths, gpus: gpus)))
         }
         let energy = Energy(items: items, partialWindows: partialWindows)
+        let exclusive = exclusiveTime ? Exclusive(items: items) : nil
 
         // Capacity constraints: every interval from an arrival t1 to a later deadline t2 whose
         // requests' least GPU-time inside it exceeds its capacity (the others hold for every x).
@@ -111,23 +125,41 @@ public struct UpperBound: Sendable, Equatable {
             return i
         }
         var constraints = 0
-        var rows: [(terms: [(Int, Int64)], capacity: Int64)] = []
+        var exclusiveConstraints = 0
+        var fullIntervals: [(interval: Interval, member: Int)] = []
         var linkedRoots: [Int] = []
+        func link(_ group: [Int]) {
+            guard let first = group.first else { return }
+            for i in group.dropFirst() {
+                let a = find(first)
+                let b = find(i)
+                if a != b { parent[max(a, b)] = min(a, b) }
+            }
+            linkedRoots.append(first)
+        }
         let all = Array(items.indices)
+        let ones = [Double](repeating: 1, count: items.count)
         for t1 in arrivals {
             let alive = all.filter { items[$0].deadline > t1 }
             for t2 in deadlines where t2 > t1 {
                 let terms = energy.terms(t1, t2, among: alive)
                 let capacity = Int64(gpus) * (t2 - t1)
-                guard terms.reduce(0, { $0 + $1.1 }) > capacity else { continue }
-                constraints += 1
-                if method == .fullModel { rows.append((terms, capacity)) }
-                for (i, _) in terms.dropFirst() {
-                    let a = find(terms[0].0)
-                    let b = find(i)
-                    if a != b { parent[max(a, b)] = min(a, b) }
+                if terms.reduce(0, { $0 + $1.1 }) > capacity {
+                    constraints += 1
+                    if method == .fullModel { fullIntervals.append((Interval(t1: t1, t2: t2), terms[0].0)) }
+                    link(terms.map(\.0))
                 }
-                linkedRoots.append(terms[0].0)
+                // With every request met, the most any exclusion row of the interval asks; when it
+                // fits, every row of the interval holds for every x.
+                if let exclusive {
+                    let terms = exclusive.terms(t1, t2, among: alive)
+                    if terms.reduce(0, { $0 + $1.running }) > t2 - t1
+                        && Exclusive.mostDemanding(terms, x: ones).time > Double(t2 - t1)
+                    {
+                        exclusiveConstraints += 1
+                        link(terms.map(\.i))
+                    }
+                }
             }
         }
 
@@ -138,34 +170,43 @@ public struct UpperBound: Sendable, Equatable {
         var met = items.count
         var cuts = 0
         var dropped = Set<Int>()
+        var exclusiveCuts = 0
         for root in roots {
             let members = membersOf[root]!
-            let best: Int
-            let x: [Double]
-            switch method {
-            case .fullModel:
-                let own = rows.filter { find($0.terms[0].0) == root }
-                (best, x) = try solve(members: members, rows: own)
-                cuts += own.count
-            case .cuttingPlanes:
-                var local: [Int: Int] = [:]
-                for (k, i) in members.enumerated() { local[i] = k }
-                let solved = try solveByCuts(
-                    count: members.count, starts: arrivals, ends: deadlines, gpus: gpus
-                ) { t1, t2, among in
-                    energy.terms(t1, t2, among: among.map { members[$0] }).map { (local[$0.0]!, $0.1) }
-                }
-                best = solved.met
-                x = solved.x
-                cuts += solved.cuts
-            }
-            for (k, v) in x.enumerated() where v < 0.5 { dropped.insert(members[k]) }
-            met -= members.count - best
+            // The group's own view: its items indexed from 0.
+            let own = members.map { items[$0] }
+            let groupEnergy = Energy(items: own, partialWindows: partialWindows)
+            let groupExclusive = exclusive.map { _ in Exclusive(items: own) }
+            // The full model starts from every capacity interval that could bind; interval
+            // constraints restricted to this group (the other groups' terms dropped) are implied.
+            let initial = fullIntervals.filter { find($0.member) == root }.map(\.interval)
+            let solved = try solveByCuts(
+                count: members.count, starts: arrivals, ends: deadlines, gpus: gpus, initial: initial,
+                deadline: own.map(\.deadline),
+                terms: { t1, t2, among in groupEnergy.terms(t1, t2, among: among) },
+                exclusive: groupExclusive.map { groupExclusive in
+                    { t1, t2, among in groupExclusive.terms(t1, t2, among: among) }
+                })
+            for (k, v) in solved.x.enumerated() where v < 0.5 { dropped.insert(members[k]) }
+            met -= members.count - solved.met
+            cuts += solved.cuts
+            exclusiveCuts += solved.exclusiveCuts
         }
+        let chosen = items.indices.filter { !dropped.contains($0) }.map { itemIDs[$0] }.sorted()
+        let chosenSet = Set(chosen)
+        var chosenPerClass: [Resolution: Int] = [:]
+        for r in reqs where chosenSet.contains(r.id) { chosenPerClass[r.resolution, default: 0] += 1 }
         return UpperBound(
             requests: reqs.count, met: met, standaloneInfeasible: infeasible, perClass: perClass,
             constraints: constraints, components: roots.count, cuts: cuts,
-            chosen: items.indices.filter { !dropped.contains($0) }.map { itemIDs[$0] }.sorted())
+            exclusiveConstraints: exclusiveConstraints, exclusiveCuts: exclusiveCuts,
+            chosen: chosen, chosenPerClass: chosenPerClass)
+    }
+
+    /// An interval `[t1, t2]` of the constraints.
+    struct Interval: Hashable {
+        var t1: Micros
+        var t2: Micros
     }
 
     /// A standalone-feasible request as the bound sees it.
@@ -176,6 +217,7 @@ public struct UpperBound: Sendable, Equatable {
         var cost: Int64
         var steps: Int
         var hull: StepCostHull
+        var wholeNode: WholeNode
     }
 
     /// The per-step (time, GPU-time) options of a class, reduced to the lower convex hull:
@@ -261,32 +303,148 @@ public struct UpperBound: Sendable, Equatable {
         }
     }
 
-    /// GLPK keeps per-thread state and the bound may run on many threads: one solve at a time.
-    private static let solverLock = Mutex(())
+    /// How a class uses the whole node: a step at degree `gpus` occupies every GPU, so no other
+    /// step of any request runs beside it.
+    struct WholeNode {
+        /// Step time at degree `gpus`; nil when the class has no step at that degree.
+        var time: Int64?
+        /// The fastest step time at any other degree; nil when there is none.
+        var other: Int64?
 
-    /// Maximise the number of `members` met subject to `rows` ((member, GPU-time) terms, capacity).
-    private static func solve(
-        members: [Int], rows: [(terms: [(Int, Int64)], capacity: Int64)]
-    ) throws -> (met: Int, x: [Double]) {
-        var column: [Int: Int32] = [:]
-        for (k, i) in members.enumerated() { column[i] = Int32(k + 1) }
-        return try solverLock.withLock { _ throws -> (met: Int, x: [Double]) in
-            glp_term_out(GLP_OFF)
-            guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
-            defer { glp_delete_prob(lp) }
-            glp_set_obj_dir(lp, GLP_MAX)
-            glp_add_cols(lp, Int32(members.count))
-            for k in 1...Int32(members.count) {
-                glp_set_col_kind(lp, k, GLP_BV)
-                glp_set_obj_coef(lp, k, 1)
-            }
-            for (terms, capacity) in rows {
-                addCapacityRow(lp, columns: terms.map { column[$0.0]! }, costs: terms.map(\.1), capacity: capacity)
-            }
-            let met = try integerOptimum(lp)
-            return (met, (1...members.count).map { glp_mip_col_val(lp, Int32($0)).rounded() })
+        init(time t: [Int64], width: [Int], gpus: Int) {
+            time = t.indices.first { width[$0] == gpus }.map { t[$0] }
+            other = t.indices.filter { width[$0] != gpus }.map { t[$0] }.min()
+        }
+
+        /// The least time at degree `gpus` among `steps` steps run one after another within
+        /// `span`: every other step takes at least `other`, so with `n` whole-node steps the run
+        /// takes at least `n·time + (steps − n)·other`, which must fit `span`.
+        func least(steps k: Int, within span: Int64) -> Int64 {
+            guard let time, k > 0 else { return 0 }
+            guard let other else { return Int64(k) * time }
+            guard other > time else { return 0 }
+            let excess = Int64(k) * other - span
+            guard excess > 0 else { return 0 }
+            return min(Int64(k), (excess + other - time - 1) / (other - time)) * time
         }
     }
+
+    /// Whole-node exclusion: the time a met request must spend at degree `gpus` (every GPU) inside
+    /// an interval `[t1, t2]`, and the time it must spend running at all there.
+    ///
+    /// While a step runs at degree `gpus`, no other step runs anywhere; a request's own steps run
+    /// one after another; and two requests whose windows (clipped to the interval) are disjoint
+    /// never run at the same instant. So for any set `J` of requests with pairwise disjoint
+    /// clipped windows, the whole-node time of the met requests outside `J` and the running time
+    /// of the met requests in `J` are disjoint sets of instants of `[t1, t2]`:
+    /// `Σ_{i ∉ J} w_i·x_i + Σ_{j ∈ J} p_j·x_j ≤ t2 − t1`. The argument is in docs/scheduler.md.
+    struct Exclusive {
+        // The items' fields this needs, flat (no reference-counted storage in the inner loops).
+        var arrival: [Micros]
+        var deadline: [Micros]
+        var steps: [Int]
+        var fastest: [Int64]
+        var node: [WholeNode]
+        /// Each item's least time at degree `gpus` over its whole window.
+        var total: [Int64]
+
+        init(items: [Item]) {
+            arrival = items.map(\.arrival)
+            deadline = items.map(\.deadline)
+            steps = items.map(\.steps)
+            fastest = items.map(\.hull.fastest)
+            node = items.map(\.wholeNode)
+            total = items.map { $0.wholeNode.least(steps: $0.steps, within: $0.deadline - $0.arrival) }
+        }
+
+        /// One request's coefficients in an interval.
+        struct Term {
+            /// The request (its index among the items, or among a group's members).
+            var i: Int
+            /// Its window clipped to the interval.
+            var lo: Micros
+            var hi: Micros
+            /// The least time it runs at degree `gpus` inside the interval.
+            var wholeNode: Int64
+            /// The least time it runs at all inside the interval (at least `wholeNode`).
+            var running: Int64
+        }
+
+        /// The terms of the requests among `candidates` that overlap `[t1, t2]`; empty when none
+        /// must run at degree `gpus` there (then every row of the interval holds: the running
+        /// times of requests with disjoint clipped windows each fit their own window).
+        ///
+        /// Each lower bound is the larger of two: by steps (at most `⌈(t1 − a)/f⌉` of the
+        /// request's steps start before `t1` and at most `⌈(d − t2)/f⌉` end after `t2`, with `f`
+        /// its fastest step time; the other `k` run wholly inside) and by time (of its total
+        /// over the whole window, at most the window's length outside the interval falls
+        /// outside it).
+        func terms(_ t1: Micros, _ t2: Micros, among candidates: [Int]) -> [Term] {
+            var out: [Term] = []
+            var anyWholeNode = false
+            for i in candidates where arrival[i] < t2 && deadline[i] > t1 {
+                let lo = max(arrival[i], t1)
+                let hi = min(deadline[i], t2)
+                let outside = deadline[i] - arrival[i] - (hi - lo)
+                let f = fastest[i]
+                let before = max(0, t1 - arrival[i])
+                let after = max(0, deadline[i] - t2)
+                let k = max(0, steps[i] - Int((before + f - 1) / f + (after + f - 1) / f))
+                let wholeNode = max(0, node[i].least(steps: k, within: hi - lo), total[i] - outside)
+                let running = max(wholeNode, Int64(k) * f, Int64(steps[i]) * f - outside)
+                guard running > 0 else { continue }
+                if wholeNode > 0 { anyWholeNode = true }
+                out.append(Term(i: i, lo: lo, hi: hi, wholeNode: wholeNode, running: running))
+            }
+            return anyWholeNode ? out : []
+        }
+
+        /// The interval's row that `x` fills most: the time it asks for and the set `J` (indices
+        /// into `terms`), by weighted interval scheduling over the clipped windows with weights
+        /// `(running − wholeNode)·x`.
+        static func mostDemanding(_ terms: [Term], x: [Double]) -> (time: Double, set: [Int]) {
+            var base = 0.0
+            var candidates: [(lo: Micros, hi: Micros, weight: Double, term: Int)] = []
+            for (k, t) in terms.enumerated() {
+                let v = x[t.i]
+                base += Double(t.wholeNode) * v
+                let weight = Double(t.running - t.wholeNode) * v
+                if weight > 0 { candidates.append((t.lo, t.hi, weight, k)) }
+            }
+            candidates.sort { ($0.hi, $0.lo, $0.term) < ($1.hi, $1.lo, $1.term) }
+            // best[m]: the heaviest disjoint set among the first m candidates.
+            var best = [0.0]
+            var takes: [Bool] = []
+            var before: [Int] = []
+            for (m, c) in candidates.enumerated() {
+                // Candidates ending by c's start form a prefix (sorted by end).
+                var lo = 0
+                var hi = m
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if candidates[mid].hi <= c.lo { lo = mid + 1 } else { hi = mid }
+                }
+                before.append(lo)
+                let with = c.weight + best[lo]
+                takes.append(with > best[m])
+                best.append(max(with, best[m]))
+            }
+            var set: [Int] = []
+            var m = candidates.count
+            while m > 0 {
+                if takes[m - 1] {
+                    set.append(candidates[m - 1].term)
+                    m = before[m - 1]
+                } else {
+                    m -= 1
+                }
+            }
+            return (base + best[candidates.count], set.sorted())
+        }
+    }
+
+    /// GLPK keeps per-thread state and the bound may run on many threads: one solve at a time.
+    private static let solverLock = Mutex(())
 
     /// Appends `Σ cost·x ≤ capacity` over `columns` (1-based GLPK columns). GPU-seconds keep the
     /// coefficients well scaled. Half a GPU-microsecond of slack keeps rounding from cutting off a
@@ -324,19 +482,26 @@ public struct UpperBound: Sendable, Equatable {
     /// them, solve again. First on the LP relaxation (cheap, and it brings in most of the
     /// constraints that matter), then on the integer program until its optimum overfills no
     /// interval: that optimum satisfies every constraint of the full model and is optimal for a
-    /// subset of them, so it is the full model's optimum.
+    /// subset of them, so it is the full model's optimum. `initial` intervals are in the program
+    /// from the start (the full model gives every one that could bind).
     ///
     /// Each added interval also brings its cardinality cut `Σ x_i ≤ m`, `m` the most requests of
     /// the interval whose smallest costs fit its capacity: any met set of the interval of more than
     /// `m` requests costs more than the capacity, so the cut removes no integer solution (it only
     /// tightens the relaxation).
+    ///
+    /// With `exclusive`, the whole-node exclusion rows of ``Exclusive`` are separated the same
+    /// way (per interval, the row the solution fills most, found exactly by weighted interval
+    /// scheduling), so the last integer optimum violates none of them either.
     static func solveByCuts(
-        count n: Int, starts: [Micros], ends: [Micros], gpus: Int,
-        terms: (Micros, Micros, [Int]) -> [(Int, Int64)]
-    ) throws -> (met: Int, cuts: Int, x: [Double]) {
-        struct Interval: Hashable {
-            var t1: Micros
-            var t2: Micros
+        count n: Int, starts: [Micros], ends: [Micros], gpus: Int, initial: [Interval] = [],
+        deadline: [Micros]? = nil, terms: (Micros, Micros, [Int]) -> [(Int, Int64)],
+        exclusive: ((Micros, Micros, [Int]) -> [Exclusive.Term])? = nil
+    ) throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) {
+        struct ExclusionRow: Hashable {
+            var interval: Interval
+            /// The requests charged their running time (the set `J`), ascending.
+            var set: [Int]
         }
         /// Per t1, the most overfilled interval `[t1, t2]` under `x`, when its excess passes `slack`.
         func separate(_ x: [Double], slack: (Int64) -> Double) -> [Interval] {
@@ -344,9 +509,10 @@ public struct UpperBound: Sendable, Equatable {
             var out: [Interval] = []
             for t1 in starts {
                 var best: (excess: Double, t2: Micros)? = nil
+                let alive = deadline.map { deadline in support.filter { deadline[$0] > t1 } } ?? support
                 for t2 in ends where t2 > t1 {
                     let capacity = Int64(gpus) * (t2 - t1)
-                    let sum = terms(t1, t2, support).reduce(0.0) { $0 + x[$1.0] * Double($1.1) }
+                    let sum = terms(t1, t2, alive).reduce(0.0) { $0 + x[$1.0] * Double($1.1) }
                     let excess = sum - Double(capacity)
                     if excess > slack(capacity) && excess > (best?.excess ?? -.infinity) { best = (excess, t2) }
                 }
@@ -354,8 +520,33 @@ public struct UpperBound: Sendable, Equatable {
             }
             return out
         }
+        /// Per t1, the exclusion row that `x` overfills most, when its excess passes `slack`.
+        func separateExclusive(_ x: [Double], slack: (Int64) -> Double) -> [ExclusionRow] {
+            guard let exclusive else { return [] }
+            let support = (0..<n).filter { x[$0] > 1e-9 }
+            var out: [ExclusionRow] = []
+            for t1 in starts {
+                var best: (excess: Double, row: ExclusionRow)? = nil
+                let alive = deadline.map { deadline in support.filter { deadline[$0] > t1 } } ?? support
+                for t2 in ends where t2 > t1 {
+                    let inside = exclusive(t1, t2, alive)
+                    // Every term charged its running time bounds every row of the interval.
+                    guard inside.reduce(0.0, { $0 + Double($1.running) * x[$1.i] }) - Double(t2 - t1) > slack(t2 - t1)
+                    else { continue }
+                    let demand = Exclusive.mostDemanding(inside, x: x)
+                    let excess = demand.time - Double(t2 - t1)
+                    if excess > slack(t2 - t1) && excess > (best?.excess ?? -.infinity) {
+                        let row = ExclusionRow(
+                            interval: Interval(t1: t1, t2: t2), set: demand.set.map { inside[$0].i }.sorted())
+                        best = (excess, row)
+                    }
+                }
+                if let best { out.append(best.row) }
+            }
+            return out
+        }
         let everyone = Array(0..<n)
-        return try solverLock.withLock { _ throws -> (met: Int, cuts: Int, x: [Double]) in
+        return try solverLock.withLock { _ throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) in
             glp_term_out(GLP_OFF)
             guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
             defer { glp_delete_prob(lp) }
@@ -390,6 +581,26 @@ public struct UpperBound: Sendable, Equatable {
                 }
                 return any
             }
+            var addedRows: Set<ExclusionRow> = []
+            /// Adds the exclusion rows not yet in the program; false when there was none.
+            func addExclusive(_ rows: [ExclusionRow]) -> Bool {
+                guard let exclusive else { return false }
+                var any = false
+                for row in rows where addedRows.insert(row).inserted {
+                    any = true
+                    let inJ = Set(row.set)
+                    let inside = exclusive(row.interval.t1, row.interval.t2, everyone).compactMap { t in
+                        let c = inJ.contains(t.i) ? t.running : t.wholeNode
+                        return c > 0 ? (Int32(t.i + 1), c) : nil
+                    }
+                    // Time, not GPU-time: the same scaling and half-microsecond slack.
+                    addCapacityRow(
+                        lp, columns: inside.map(\.0), costs: inside.map(\.1),
+                        capacity: row.interval.t2 - row.interval.t1)
+                }
+                return any
+            }
+            _ = add(initial)
             // The LP relaxation with cuts, while its solution overfills an interval by more than
             // rounding.
             var smcp = glp_smcp()
@@ -405,19 +616,24 @@ public struct UpperBound: Sendable, Equatable {
                     throw BoundError.solver("GLPK glp_simplex returned \(rc), status \(glp_get_status(lp))")
                 }
             }
+            let loose: (Int64) -> Double = { 1 + 1e-6 * Double($0) }
             while true {
                 try relaxation()
                 let x = (0..<n).map { glp_get_col_prim(lp, Int32($0 + 1)) }
-                if !add(separate(x, slack: { 1 + 1e-6 * Double($0) })) { break }
+                let capacity = add(separate(x, slack: loose))
+                let exclusion = addExclusive(separateExclusive(x, slack: loose))
+                if !capacity && !exclusion { break }
             }
-            // The integer program, until its optimum overfills no interval (exact arithmetic on
-            // whole GPU-microseconds; an interval already in the program that the solver's tolerance
-            // let through ends the loop, as it would in the full model).
+            // The integer program, until its optimum overfills no interval and violates no
+            // exclusion row (exact arithmetic on whole microseconds; a row already in the program
+            // that the solver's tolerance let through ends the loop, as it would in the full model).
             while true {
                 try relaxation()
                 let met = try integerOptimum(lp, presolve: false)
                 let x = (0..<n).map { glp_mip_col_val(lp, Int32($0 + 1)).rounded() }
-                if !add(separate(x, slack: { _ in 0.5 })) { return (met, added.count, x) }
+                let capacity = add(separate(x, slack: { _ in 0.5 }))
+                let exclusion = addExclusive(separateExclusive(x, slack: { _ in 0.5 }))
+                if !capacity && !exclusion { return (met, added.count, addedRows.count, x) }
             }
         }
     }
@@ -441,9 +657,11 @@ extension UpperBound {
             public var requests: Int
             /// Requests of the class whose fastest standalone run misses the deadline.
             public var standaloneInfeasible: Int
+            /// Requests of the class in the integer optimum's chosen set.
+            public var chosen: Int = 0
 
             enum CodingKeys: String, CodingKey {
-                case requests
+                case requests, chosen
                 case standaloneInfeasible = "standalone_infeasible"
             }
         }
@@ -456,8 +674,15 @@ extension UpperBound {
         public var capacityConstraints: Int
         /// The capacity constraints the solver was given (the cutting planes it needed).
         public var solverConstraints: Int
+        /// Intervals with a whole-node exclusion row that could bind, and the rows the solver was
+        /// given.
+        public var exclusionConstraints: Int = 0
+        public var exclusionSolverRows: Int = 0
         public var components: Int
         public var perResolution: [String: ClassBound]
+        /// Ids of the requests the integer optimum meets (ascending): one set no constraint of the
+        /// bound rules out, not a schedule.
+        public var chosenIDs: [Int] = []
         /// Requests met by the clairvoyant schedule of ``Clairvoyant`` (a lower bound on the
         /// optimum); nil when it was not run.
         public var achievableMet: Int? = nil
@@ -471,21 +696,27 @@ extension UpperBound {
             case upperBoundSAR = "upper_bound_sar"
             case capacityConstraints = "capacity_constraints"
             case solverConstraints = "solver_constraints"
+            case exclusionConstraints = "exclusion_constraints"
+            case exclusionSolverRows = "exclusion_solver_rows"
             case perResolution = "per_resolution"
+            case chosenIDs = "chosen_ids"
         }
     }
 
     public func report(profile: String, gpus: Int) -> Report {
         Report(
             profile: profile, gpus: gpus, requests: requests, upperBoundMet: met, upperBoundSAR: sar,
-            capacityConstraints: constraints, solverConstraints: cuts, components: components,
+            capacityConstraints: constraints, solverConstraints: cuts, exclusionConstraints: exclusiveConstraints,
+            exclusionSolverRows: exclusiveCuts, components: components,
             perResolution: Dictionary(
                 uniqueKeysWithValues: perClass.map {
                     (
                         $0.key.description,
-                        Report.ClassBound(requests: $0.value, standaloneInfeasible: standaloneInfeasible[$0.key] ?? 0)
+                        Report.ClassBound(
+                            requests: $0.value, standaloneInfeasible: standaloneInfeasible[$0.key] ?? 0,
+                            chosen: chosenPerClass[$0.key] ?? 0)
                     )
-                }))
+                }), chosenIDs: chosen)
     }
 
     /// Human-readable lines; the last is `upper_bound_sar=<x>`.
@@ -499,6 +730,9 @@ extension UpperBound {
         }
         lines.append(
             "capacity constraints: \(constraints) in \(components) linked groups (\(cuts) given to the solver)")
+        lines.append(
+            "whole-node exclusion: \(exclusiveConstraints) intervals could bind (\(exclusiveCuts) rows given to the solver)"
+        )
         lines.append("upper bound on met requests: \(met)")
         lines.append(String(format: "upper_bound_sar=%.4f", sar))
         return lines.joined(separator: "\n")

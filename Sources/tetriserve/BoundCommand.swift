@@ -10,8 +10,9 @@ struct BoundCommand: ParsableCommand {
         discussion: """
             Counts the requests that can meet their deadline alone at the fastest degree, then maximises the \
             number met subject to interval capacity: the requests met inside any interval need their minimal \
-            GPU-time (exact over every degree mix) within GPUs × interval length. An integer program solved \
-            with GLPK; see docs/scheduler.md for why each constraint holds. Prints `upper_bound_sar=<x>` last.
+            GPU-time (exact over every degree mix) within GPUs × interval length, and whole-node exclusion: \
+            while a step runs on every GPU nothing else runs. An integer program solved with GLPK; see \
+            docs/scheduler.md for why each constraint holds. Prints `upper_bound_sar=<x>` last.
             """
     )
 
@@ -43,6 +44,13 @@ struct BoundCommand: ParsableCommand {
 
     @Flag(
         help: """
+            Leave out the whole-node exclusion rows (time a request must run on every GPU excludes every \
+            other step; the weaker bound, for comparison).
+            """)
+    var noWholeNodeExclusion = false
+
+    @Flag(
+        help: """
             Skip the clairvoyant schedule: by default the bound's chosen requests are scheduled alone with \
             tetriserve, and the count met (a schedule that exists, so a lower bound on the optimum) is \
             printed as achievable_sar.
@@ -62,7 +70,7 @@ struct BoundCommand: ParsableCommand {
         let bound = try userFacing {
             try UpperBound.compute(
                 trace: trace, model: model, gpus: gpus, method: fullModel ? .fullModel : .cuttingPlanes,
-                partialWindows: !wholeWindows)
+                partialWindows: !wholeWindows, exclusiveTime: !noWholeNodeExclusion)
         }
         var lines = bound.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var report = bound.report(profile: model.name, gpus: gpus)

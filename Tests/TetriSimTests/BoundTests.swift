@@ -146,6 +146,7 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         var cases = 0
         var bindingCapacity = 0
         var clairvoyantExact = 0
+        var exclusionTightens = 0
         for _ in 0..<40 {
             let gpus = Int.random(in: 2...4, using: &rng)
             let n = Int.random(in: 2...4, using: &rng)
@@ -161,8 +162,11 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
             let t = try Trace(reqs)
             let b = try UpperBound.compute(trace: t, model: m, gpus: gpus)
             let whole = try UpperBound.compute(trace: t, model: m, gpus: gpus, partialWindows: false)
+            let shared = try UpperBound.compute(trace: t, model: m, gpus: gpus, exclusiveTime: false)
             let opt = bruteForceOptimum(trace: t, model: m, gpus: gpus)
             #expect(opt <= b.met, "trace \(reqs) on \(gpus) GPUs")
+            #expect(b.met <= shared.met)
+            if b.met < shared.met { exclusionTightens += 1 }
             // The clairvoyant schedule exists, so it meets no more than the optimum.
             let c = try Clairvoyant.achievable(trace: t, bound: b, model: m, gpus: gpus)
             #expect(c.met <= opt && c.offered == b.met, "trace \(reqs) on \(gpus) GPUs")
@@ -177,6 +181,109 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         #expect(tight * 2 >= cases)
         // And the clairvoyant schedule is not vacuous either: it often reaches the optimum.
         #expect(clairvoyantExact * 2 >= cases)
+        // Whole-node exclusion cuts the bound where capacity alone does not.
+        #expect(exclusionTightens >= 1)
+    }
+
+    @Test func aStepOnEveryGPUExcludesEveryOtherStep() throws {
+        let m = try tinyModel()
+        // A: 3 steps of 512² in [0, 30] ms on 4 GPUs; 9 ms at degree 4, 16 ms at degree 2, so all
+        // three must run at degree 4 (27 ms on every GPU). B: one 256² step in [5, 15] ms takes at
+        // least 4 ms, and A leaves only 3 ms of its window off the whole node. GPU-time fits
+        // (108 + 10 of 120 GPU-ms), so capacity alone allows both; exclusion does not.
+        let t = try Trace([
+            TraceRequest(id: 0, arrival: 0, resolution: square(512), steps: 3, slo: 30_000),
+            TraceRequest(id: 1, arrival: 5_000, resolution: square(256), steps: 1, slo: 10_000),
+        ])
+        #expect(bruteForceOptimum(trace: t, model: m, gpus: 4) == 1)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, exclusiveTime: false).met == 2)
+        let b = try UpperBound.compute(trace: t, model: m, gpus: 4)
+        #expect(b.met == 1)
+        #expect(b.exclusiveConstraints >= 1 && b.exclusiveCuts >= 1)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, method: .fullModel).met == 1)
+        #expect(b.text.contains("whole-node exclusion: "))
+        // On 8 GPUs nothing runs on every GPU: both fit.
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 8).met == 2)
+        // With A's window 3 ms longer, one of its steps may run at degree 2 (9 + 9 + 16 = 34 ms),
+        // leaving 4 ms beside it, when B runs at degree 2 beside A's degree-2 step: both fit, and
+        // the bound says so.
+        let looser = try Trace([
+            TraceRequest(id: 0, arrival: 0, resolution: square(512), steps: 3, slo: 34_000),
+            TraceRequest(id: 1, arrival: 5_000, resolution: square(256), steps: 1, slo: 10_000),
+        ])
+        #expect(bruteForceOptimum(trace: looser, model: m, gpus: 4) == 2)
+        #expect(try UpperBound.compute(trace: looser, model: m, gpus: 4).met == 2)
+    }
+
+    @Test func theMostDemandingExclusionRowMatchesBruteForce() {
+        var rng = SeededRandom(seed: 41)
+        for _ in 0..<300 {
+            let n = Int.random(in: 1...8, using: &rng)
+            let terms = (0..<n).map { i -> UpperBound.Exclusive.Term in
+                let lo = Micros.random(in: 0...20, using: &rng)
+                let hi = lo + Micros.random(in: 1...10, using: &rng)
+                let whole = Int64.random(in: 0...5, using: &rng)
+                return .init(
+                    i: i, lo: lo, hi: hi, wholeNode: whole, running: whole + Int64.random(in: 0...6, using: &rng))
+            }
+            let x = (0..<n).map { _ in [0, 0.5, 1][Int.random(in: 0...2, using: &rng)] }
+            // Every set of terms with pairwise disjoint windows.
+            var best = -Double.infinity
+            for mask in 0..<(1 << n) {
+                let set = (0..<n).filter { mask & (1 << $0) != 0 }
+                let disjoint = set.allSatisfy { a in
+                    set.allSatisfy { b in a == b || terms[a].hi <= terms[b].lo || terms[b].hi <= terms[a].lo }
+                }
+                guard disjoint else { continue }
+                let time = terms.indices.reduce(0.0) {
+                    $0 + x[$1] * Double(set.contains($1) ? terms[$1].running : terms[$1].wholeNode)
+                }
+                best = max(best, time)
+            }
+            let found = UpperBound.Exclusive.mostDemanding(terms, x: x)
+            #expect(abs(found.time - best) < 1e-9, "terms \(terms) x \(x)")
+            // The set it names is disjoint and gives that time.
+            let set = found.set
+            #expect(
+                set.allSatisfy { a in
+                    set.allSatisfy { b in a == b || terms[a].hi <= terms[b].lo || terms[b].hi <= terms[a].lo }
+                })
+            let time = terms.indices.reduce(0.0) {
+                $0 + x[$1] * Double(set.contains($1) ? terms[$1].running : terms[$1].wholeNode)
+            }
+            #expect(abs(time - found.time) < 1e-9)
+        }
+    }
+
+    @Test func theLeastWholeNodeTimeMatchesBruteForce() {
+        // Degrees 1, 2, 4 on 4 GPUs and on 2 GPUs (degree 2 is the whole node), and one degree only.
+        let cases: [(time: [Int64], width: [Int], gpus: Int)] = [
+            ([30, 16, 9], [1, 2, 4], 4), ([30, 16], [1, 2], 2), ([10, 6, 4], [1, 2, 4], 4), ([7], [1], 1),
+            ([823_800, 463_800, 250_800, 136_900], [1, 2, 4, 8], 8),
+        ]
+        var rng = SeededRandom(seed: 43)
+        for (time, width, gpus) in cases {
+            let node = UpperBound.WholeNode(time: time, width: width, gpus: gpus)
+            for _ in 0..<80 {
+                let steps = Int.random(in: 0...6, using: &rng)
+                let span = Int64.random(in: 0...(time.max()! * Int64(max(steps, 1)) + 5), using: &rng)
+                // The least time at degree `gpus` over every degree of every step whose total fits.
+                var best: Int64? = nil
+                func walk(_ k: Int, _ t: Int64, _ whole: Int64) {
+                    if k == steps {
+                        if t <= span { best = min(best ?? .max, whole) }
+                        return
+                    }
+                    for d in time.indices {
+                        walk(k + 1, t + time[d], whole + (width[d] == gpus ? time[d] : 0))
+                    }
+                }
+                walk(0, 0, 0)
+                // No mix fits: every step at the fastest degree is the least it can be charged.
+                guard let best else { continue }
+                #expect(node.least(steps: steps, within: span) == best, "steps \(steps) span \(span) times \(time)")
+            }
+        }
     }
 
     @Test func aRequestPartlyInsideAFullWindowIsCharged() throws {
@@ -189,18 +296,31 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         let b = TraceRequest(id: 1, arrival: 0, resolution: square(256), steps: 3, slo: 30_000)
         let t = try Trace([TraceRequest(id: 0, arrival: 8_000, resolution: square(512), steps: 3, slo: 27_000), b])
         #expect(bruteForceOptimum(trace: t, model: m, gpus: 4) == 1)
-        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, partialWindows: false).met == 2)
-        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4).met == 1)
-        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, method: .fullModel).met == 1)
+        // Capacity alone (whole-node exclusion off, as below until the last lines).
+        func capacity(_ t: Trace, partial: Bool = true, method: UpperBound.Method = .cuttingPlanes) throws -> Int {
+            try UpperBound.compute(
+                trace: t, model: m, gpus: 4, method: method, partialWindows: partial, exclusiveTime: false
+            ).met
+        }
+        #expect(try capacity(t, partial: false) == 2)
+        #expect(try capacity(t) == 1)
+        #expect(try capacity(t, method: .fullModel) == 1)
         // With A one millisecond later, three of B's steps may start before it (the third ending
-        // inside): B is charged nothing there and the bound is 2 again, though the optimum is
-        // still 1. The share of a step that straddles an interval's edge is what the charge
-        // leaves out.
+        // inside): B is charged nothing there and the capacity bound is 2 again, though the
+        // optimum is still 1. The share of a step that straddles an interval's edge is what the
+        // charge leaves out.
         let later = try Trace([
             TraceRequest(id: 0, arrival: 9_000, resolution: square(512), steps: 3, slo: 27_000), b,
         ])
         #expect(bruteForceOptimum(trace: later, model: m, gpus: 4) == 1)
-        #expect(try UpperBound.compute(trace: later, model: m, gpus: 4).met == 2)
+        #expect(try capacity(later) == 2)
+        // Whole-node exclusion sees both: A runs on every GPU for its whole window, and B must
+        // run for at least 4 ms of it in each case (its three 4 ms steps cannot all end by 8 or
+        // 9 ms), so they exclude each other, with or without the partial charge.
+        for trace in [t, later] {
+            #expect(try UpperBound.compute(trace: trace, model: m, gpus: 4).met == 1)
+            #expect(try UpperBound.compute(trace: trace, model: m, gpus: 4, partialWindows: false).met == 1)
+        }
     }
 
     @Test func theRelaxedStepCostNeverExceedsTheExactOne() {
