@@ -11,7 +11,22 @@ import Testing
 
 /// Sends raw bytes to 127.0.0.1:`port` and reads until the server closes the connection, `responses`
 /// status lines arrived (and their bodies, by Content-Length), or `timeout` seconds passed.
-func rawExchange(port: Int, _ request: String, responses: Int = 1, timeout: Double = 10) throws -> String {
+///
+/// The socket is polled on a Dispatch thread, off Swift's cooperative pool: the in-process
+/// server's handlers run on that pool (two threads on a 2-core machine), so a test that blocked
+/// one of its threads waiting for an answer could starve the server it waits for when suites run
+/// in parallel. The timeout only bounds a failing test; a passing one returns with its answers.
+func rawExchange(port: Int, _ request: String, responses: Int = 1, timeout: Double = 30) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(
+                with: Result { try rawExchangeBlocking(port: port, request, responses: responses, timeout: timeout) })
+        }
+    }
+}
+
+/// ``rawExchange(port:_:responses:timeout:)`` on the calling thread (for a server in another process).
+func rawExchangeBlocking(port: Int, _ request: String, responses: Int = 1, timeout: Double = 30) throws -> String {
     let fd = try rawConnect(port: port)
     defer { close(fd) }
     _ = request.withCString { send(fd, $0, strlen($0), 0) }
@@ -284,7 +299,7 @@ struct BodyFuzzer {
                 let request =
                     "POST /v1/images/generations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                     + "Content-Length: \(text.utf8.count)\r\n\r\n\(text)"
-                let response = try rawExchange(port: port, request, timeout: 30)
+                let response = try await rawExchange(port: port, request, timeout: 30)
                 let codes = statusCodes(response)
                 #expect(
                     codes.count == 1 && codes.allSatisfy { $0 < 500 },
@@ -344,24 +359,24 @@ struct DegradedBackend: ForwardingBackend {
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let payload = #"{"prompt":"p","size":"256x256","num_inference_steps":2}"#
-            func post(host: String, type: String?) throws -> Int {
+            func post(host: String, type: String?) async throws -> Int {
                 let typeLine = type.map { "Content-Type: \($0)\r\n" } ?? ""
-                let text = try rawExchange(
+                let text = try await rawExchange(
                     port: port,
                     "POST /v1/images/jobs HTTP/1.1\r\nHost: \(host)\r\n\(typeLine)Content-Length: \(payload.utf8.count)"
                         + "\r\n\r\n\(payload)")
                 return statusCodes(text).first ?? 0
             }
-            #expect(try post(host: "localhost:8080", type: "text/plain") == 415)
-            #expect(try post(host: "localhost:8080", type: nil) == 415)
-            #expect(try post(host: "localhost:8080", type: "application/x-www-form-urlencoded") == 415)
-            #expect(try post(host: "localhost:8080", type: "application/json; charset=utf-8") == 202)
-            #expect(try post(host: "127.0.0.1:\(port)", type: "application/json") == 202)
-            #expect(try post(host: "[::1]:\(port)", type: "application/json") == 202)
-            #expect(try post(host: "127.1.2.3", type: "application/json") == 202)
-            #expect(try post(host: "evil.example:8080", type: "application/json") == 403)
-            #expect(try post(host: "localhost.evil.example", type: "application/json") == 403)
-            let get = try rawExchange(port: port, "GET /healthz HTTP/1.1\r\nHost: rebound.example\r\n\r\n")
+            #expect(try await post(host: "localhost:8080", type: "text/plain") == 415)
+            #expect(try await post(host: "localhost:8080", type: nil) == 415)
+            #expect(try await post(host: "localhost:8080", type: "application/x-www-form-urlencoded") == 415)
+            #expect(try await post(host: "localhost:8080", type: "application/json; charset=utf-8") == 202)
+            #expect(try await post(host: "127.0.0.1:\(port)", type: "application/json") == 202)
+            #expect(try await post(host: "[::1]:\(port)", type: "application/json") == 202)
+            #expect(try await post(host: "127.1.2.3", type: "application/json") == 202)
+            #expect(try await post(host: "evil.example:8080", type: "application/json") == 403)
+            #expect(try await post(host: "localhost.evil.example", type: "application/json") == 403)
+            let get = try await rawExchange(port: port, "GET /healthz HTTP/1.1\r\nHost: rebound.example\r\n\r\n")
             #expect(statusCodes(get) == [403])
             #expect(get.contains("host_not_allowed"))
         }
@@ -377,7 +392,7 @@ struct DegradedBackend: ForwardingBackend {
         try await app.test(.live) { client in
             let port = try #require(client.port)
             for (host, code) in [("tetri.internal:9000", 200), ("TETRI.internal", 200), ("other.internal", 403)] {
-                let text = try rawExchange(port: port, "GET /healthz HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+                let text = try await rawExchange(port: port, "GET /healthz HTTP/1.1\r\nHost: \(host)\r\n\r\n")
                 #expect(statusCodes(text) == [code], "\(host)")
             }
         }
@@ -392,7 +407,7 @@ struct DegradedBackend: ForwardingBackend {
                 "POST /v1/images/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                 + "Content-Length: \(payload.utf8.count)\r\n\r\n\(payload)"
             let get = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
-            let text = try rawExchange(
+            let text = try await rawExchange(
                 port: port, get + post + get + post + "GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n", responses: 5
             )
             #expect(statusCodes(text) == [200, 202, 200, 202, 200])
@@ -411,7 +426,7 @@ struct DegradedBackend: ForwardingBackend {
                 + "Content-Length: \(payload.utf8.count)\r\n\r\n\(payload)"
             let get = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
             let models = "GET /v1/models HTTP/1.1\r\nHost: localhost\r\n\r\n"
-            let text = try rawExchange(port: port, get + post + models + post + get, responses: 5)
+            let text = try await rawExchange(port: port, get + post + models + post + get, responses: 5)
             let responses = parseResponses(Array(text.utf8))
             #expect(responses.map(\.status) == [200, 200, 200, 200, 200])
             #expect(responses.count == 5)
@@ -457,7 +472,7 @@ struct DegradedBackend: ForwardingBackend {
             ]
             for (name, request, status) in closing {
                 // The request, then one more behind it: only the first is answered, then EOF.
-                let text = try rawExchange(port: port, request + get, responses: 2, timeout: 8)
+                let text = try await rawExchange(port: port, request + get, responses: 2)
                 #expect(statusCodes(text) == [status], "\(name)")
                 #expect(text.lowercased().contains("\r\nconnection: close\r\n"), "\(name)")
                 #expect(text.contains("\"error\"") || status == 200, "\(name): OpenAI error shape")
@@ -473,7 +488,7 @@ struct DegradedBackend: ForwardingBackend {
                 ),
             ]
             for (name, request, status) in keeping {
-                let text = try rawExchange(port: port, request + get, responses: 2, timeout: 8)
+                let text = try await rawExchange(port: port, request + get, responses: 2)
                 #expect(statusCodes(text) == [status, 200], "\(name)")
                 #expect(!text.lowercased().contains("connection: close"), "\(name)")
             }

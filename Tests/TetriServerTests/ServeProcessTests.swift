@@ -62,7 +62,7 @@ final class ServeProcess {
             text += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
         }
         text += "Connection: close\r\n\r\n" + (body ?? "")
-        return try rawExchange(port: port, text, timeout: 30)
+        return try rawExchangeBlocking(port: port, text, timeout: 30)
     }
 }
 
