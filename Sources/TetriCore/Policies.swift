@@ -51,7 +51,7 @@ public enum Policies {
     /// The round scheduler's configuration for a policy name, or nil when `name` is not a
     /// round-scheduler policy.
     public static func roundConfiguration(
-        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5
+        _ name: String, model: CostModel, gpus: Int, granularity: Int = RoundScheduler.defaultGranularity
     ) -> RoundScheduler.Configuration? {
         switch name {
         case "tetriserve":
@@ -86,7 +86,8 @@ public enum Policies {
     /// `admission: false` turns the round schedulers' admission off (``RoundScheduler/Configuration/admission``;
     /// only `tetriserve` has it on).
     public static func make(
-        _ name: String, model: CostModel, gpus: Int, granularity: Int = 5, planMargin: Double = 0,
+        _ name: String, model: CostModel, gpus: Int, granularity: Int = RoundScheduler.defaultGranularity,
+        planMargin: Double = 0,
         sloFloor: Micros? = nil, admission: Bool = true
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }

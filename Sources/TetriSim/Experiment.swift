@@ -17,7 +17,8 @@ public struct ExperimentRun: Sendable {
     public var configuration: RoundScheduler.Configuration?
 
     public init(
-        panel: String, series: String, x: Double, policy: String, granularity: Int = 5, spec: WorkloadSpec,
+        panel: String, series: String, x: Double, policy: String, granularity: Int = RoundScheduler.defaultGranularity,
+        spec: WorkloadSpec,
         model: CostModel, gpus: Int, configuration: RoundScheduler.Configuration? = nil
     ) {
         self.panel = panel

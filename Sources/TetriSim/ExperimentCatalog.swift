@@ -39,7 +39,7 @@ public enum ExperimentCatalog {
         public var rate: Double = 12
         public var steps: Int = 50
         public var sloScales: [Double] = [1.0, 1.1, 1.2, 1.3, 1.4, 1.5]
-        public var granularity: Int = 5
+        public var granularity: Int = RoundScheduler.defaultGranularity
 
         public init(model: CostModel, gpus: Int) {
             self.model = model

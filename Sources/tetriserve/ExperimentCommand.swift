@@ -47,7 +47,7 @@ struct ExperimentCommand: ParsableCommand {
     var rate: Double = 12
 
     @Option(parsing: .unconditional, help: "Step granularity of the round schedulers (not used by granularity).")
-    var granularity: Int = 5
+    var granularity: Int = RoundScheduler.defaultGranularity
 
     @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,

@@ -80,7 +80,7 @@ struct ServeCommand: AsyncParsableCommand {
             Step granularity of the round schedulers: ticks per round, at most half the tightest default SLO \
             (the smallest class's at --default-steps and --slo-scale) unless --uncapped-round.
             """)
-    var granularity: Int = 5
+    var granularity: Int = RoundScheduler.defaultGranularity
 
     @Flag(
         name: .customLong("uncapped-round"),

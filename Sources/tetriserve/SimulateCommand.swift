@@ -28,7 +28,7 @@ struct SimulateCommand: ParsableCommand {
             Step granularity of the round schedulers: ticks (steps of the slowest class at its fastest degree) per \
             round, capped at half the trace's tightest SLO.
             """)
-    var granularity: Int = 5
+    var granularity: Int = RoundScheduler.defaultGranularity
 
     @Flag(
         name: .customLong("uncapped-round"),

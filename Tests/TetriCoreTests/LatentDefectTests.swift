@@ -6,7 +6,7 @@ import Testing
     @Test func lastBlockSurvivalCountsTheHandOffPlacementCharges() throws {
         var m = flux
         m.handoff = 20_000
-        let s = try RoundScheduler(configuration: .init(name: "tetriserve"), model: m, gpus: 8)
+        let s = try RoundScheduler(configuration: .init(name: "tetriserve", granularity: 5), model: m, gpus: 8)
         let now: Micros = 10_000_000
         // Two 1024² steps left, last on GPU 0 alone. Degree 2 finishes in 2 × 98.6 ms = 197.2 ms,
         // inside a 207.2 ms deadline without the hand-off, outside with it (a new GPU pair means a
@@ -21,7 +21,7 @@ import Testing
         #expect(byWidth == [1: false, 2: false, 4: true, 8: true])
         // Without a hand-off the pair would make it.
         m.handoff = 0
-        let free = try RoundScheduler(configuration: .init(name: "tetriserve"), model: m, gpus: 8)
+        let free = try RoundScheduler(configuration: .init(name: "tetriserve", granularity: 5), model: m, gpus: 8)
         let q = free.roundProblem(view, boundary: now + free.round)
         #expect(q.options.first { $0.width == 2 }?.survives == true)
     }
@@ -29,7 +29,7 @@ import Testing
     @Test func staysOnItsGPUsWithoutAHandOffCharge() throws {
         var m = flux
         m.handoff = 20_000
-        let s = try RoundScheduler(configuration: .init(name: "tetriserve"), model: m, gpus: 8)
+        let s = try RoundScheduler(configuration: .init(name: "tetriserve", granularity: 5), model: m, gpus: 8)
         let r = RequestView(
             id: 1, resolution: 2, arrival: 0, deadline: 0, totalSteps: 50, remainingSteps: 2, lastGPUs: GPUSet([2, 3]))
         #expect(s.handoffCharged(r, width: 2, free: GPUSet(first: 8)) == 0)
@@ -94,9 +94,10 @@ import Testing
 
     @Test func policiesPassTheFloorToRoundSchedulers() throws {
         let s = try #require(
-            try Policies.make("tetriserve", model: flux, gpus: 8, sloFloor: 600_000) as? RoundScheduler)
+            try Policies.make("tetriserve", model: flux, gpus: 8, granularity: 5, sloFloor: 600_000) as? RoundScheduler)
         #expect(s.round == 2 * 136_900)
-        let r = try #require(try Policies.make("rssp-best", model: flux, gpus: 8, sloFloor: 600_000) as? RoundScheduler)
+        let r = try #require(
+            try Policies.make("rssp-best", model: flux, gpus: 8, granularity: 5, sloFloor: 600_000) as? RoundScheduler)
         #expect(r.round == 2 * 136_900)
     }
 }

@@ -32,7 +32,7 @@ func pairsProfile(priced: Bool = true, islands: [[Int]]? = [[0, 1], [2, 3]], gpu
     /// `T_ref` is the larger class's step at its degree, a round five of them.
     func fixed(_ model: CostModel, small: Int, large: Int) throws -> RoundScheduler {
         try RoundScheduler(
-            configuration: .init(name: "fixed", fixedDegrees: [small, large]), model: model, gpus: 4)
+            configuration: .init(name: "fixed", granularity: 5, fixedDegrees: [small, large]), model: model, gpus: 4)
     }
 
     func request(_ id: Int, _ resolution: Int, remaining: Int = 20, running: GPUSet? = nil) -> RequestView {

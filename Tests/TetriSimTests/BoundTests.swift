@@ -449,11 +449,11 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
 
     @Test func rsspRunsWholeRoundsInsteadOfOneStepFallbacks() throws {
         // Alone with a loose SLO, a 2048² request at RSSP's degree 8 has equal-cost "wait" and
-        // "run" options (5 steps fill a 684.5 ms round exactly). Running wins the tie: 10 blocks of
-        // 5 steps, not 50 one-step fallback blocks.
+        // "run" options (5 steps fill a 684.5 ms round of the paper's 5 ticks exactly). Running wins
+        // the tie: 10 blocks of 5 steps, not 50 one-step fallback blocks.
         let m = try model()
         let t = try Trace([TraceRequest(id: 0, arrival: 0, resolution: square(2048), steps: 50, slo: 100_000_000)])
-        var s = try Policies.make("rssp", model: m, gpus: 8)
+        var s = try Policies.make("rssp", model: m, gpus: 8, granularity: 5)
         let out = try Simulator.run(trace: t, model: m, gpus: 8, scheduler: &s, recordBlocks: true)
         #expect(out.blocks.map(\.steps) == Array(repeating: 5, count: 10))
         #expect(out.completions[0].finish == 50 * 136_900)

@@ -38,11 +38,12 @@ import Testing
 
     @Test func roundBlocksPayItPerBlockAndStillFitTheirRounds() throws {
         // A lone 2048² request under rssp (degree 8): a tick is T_ref + the overhead, so each round
-        // still holds 5 steps and one dispatch; 10 blocks of 5 steps, each 5 × 136.9 ms + 2 ms.
+        // still holds 5 steps and one dispatch at the paper's 5 ticks; 10 blocks of 5 steps, each
+        // 5 × 136.9 ms + 2 ms.
         var m = try model()
         m.dispatchOverhead = 2_000
         let t = try Trace([TraceRequest(id: 0, arrival: 0, resolution: square(2048), steps: 50, slo: 100_000_000)])
-        var s = try Policies.make("rssp", model: m, gpus: 8)
+        var s = try Policies.make("rssp", model: m, gpus: 8, granularity: 5)
         let out = try Simulator.run(trace: t, model: m, gpus: 8, scheduler: &s, recordBlocks: true)
         #expect(out.blocks.map(\.steps) == Array(repeating: 5, count: 10))
         #expect(out.blocks.allSatisfy { $0.end - $0.start == 5 * 136_900 + 2_000 })
