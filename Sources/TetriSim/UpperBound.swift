@@ -503,47 +503,50 @@ public struct UpperBound: Sendable, Equatable {
             /// The requests charged their running time (the set `J`), ascending.
             var set: [Int]
         }
-        /// Per t1, the most overfilled interval `[t1, t2]` under `x`, when its excess passes `slack`.
-        func separate(_ x: [Double], slack: (Int64) -> Double) -> [Interval] {
+        /// Per t1, the row over `[t1, t2]` (any later t2) that `x` overfills most, when its excess
+        /// passes `slack` of the row's capacity. `row` gives an interval's most overfilled row under
+        /// `x` (among the requests still alive at t1), with its excess and capacity, or nil.
+        func mostOverfilled<Row>(
+            _ x: [Double], slack: (Int64) -> Double,
+            row: (Micros, Micros, [Int]) -> (excess: Double, capacity: Int64, row: Row)?
+        ) -> [Row] {
             let support = (0..<n).filter { x[$0] > 1e-9 }
-            var out: [Interval] = []
+            var out: [Row] = []
             for t1 in starts {
-                var best: (excess: Double, t2: Micros)? = nil
+                var best: (excess: Double, row: Row)? = nil
                 let alive = deadline.map { deadline in support.filter { deadline[$0] > t1 } } ?? support
                 for t2 in ends where t2 > t1 {
-                    let capacity = Int64(gpus) * (t2 - t1)
-                    let sum = terms(t1, t2, alive).reduce(0.0) { $0 + x[$1.0] * Double($1.1) }
-                    let excess = sum - Double(capacity)
-                    if excess > slack(capacity) && excess > (best?.excess ?? -.infinity) { best = (excess, t2) }
-                }
-                if let best { out.append(Interval(t1: t1, t2: best.t2)) }
-            }
-            return out
-        }
-        /// Per t1, the exclusion row that `x` overfills most, when its excess passes `slack`.
-        func separateExclusive(_ x: [Double], slack: (Int64) -> Double) -> [ExclusionRow] {
-            guard let exclusive else { return [] }
-            let support = (0..<n).filter { x[$0] > 1e-9 }
-            var out: [ExclusionRow] = []
-            for t1 in starts {
-                var best: (excess: Double, row: ExclusionRow)? = nil
-                let alive = deadline.map { deadline in support.filter { deadline[$0] > t1 } } ?? support
-                for t2 in ends where t2 > t1 {
-                    let inside = exclusive(t1, t2, alive)
-                    // Every term charged its running time bounds every row of the interval.
-                    guard inside.reduce(0.0, { $0 + Double($1.running) * x[$1.i] }) - Double(t2 - t1) > slack(t2 - t1)
+                    guard let r = row(t1, t2, alive), r.excess > slack(r.capacity),
+                        r.excess > (best?.excess ?? -.infinity)
                     else { continue }
-                    let demand = Exclusive.mostDemanding(inside, x: x)
-                    let excess = demand.time - Double(t2 - t1)
-                    if excess > slack(t2 - t1) && excess > (best?.excess ?? -.infinity) {
-                        let row = ExclusionRow(
-                            interval: Interval(t1: t1, t2: t2), set: demand.set.map { inside[$0].i }.sorted())
-                        best = (excess, row)
-                    }
+                    best = (r.excess, r.row)
                 }
                 if let best { out.append(best.row) }
             }
             return out
+        }
+        /// The capacity intervals `x` overfills most.
+        func separate(_ x: [Double], slack: (Int64) -> Double) -> [Interval] {
+            mostOverfilled(x, slack: slack) { t1, t2, alive in
+                let capacity = Int64(gpus) * (t2 - t1)
+                let sum = terms(t1, t2, alive).reduce(0.0) { $0 + x[$1.0] * Double($1.1) }
+                return (sum - Double(capacity), capacity, Interval(t1: t1, t2: t2))
+            }
+        }
+        /// The exclusion rows `x` overfills most.
+        func separateExclusive(_ x: [Double], slack: (Int64) -> Double) -> [ExclusionRow] {
+            guard let exclusive else { return [] }
+            return mostOverfilled(x, slack: slack) { t1, t2, alive in
+                let inside = exclusive(t1, t2, alive)
+                // Every term charged its running time bounds every row of the interval.
+                guard inside.reduce(0.0, { $0 + Double($1.running) * x[$1.i] }) - Double(t2 - t1) > slack(t2 - t1)
+                else { return nil }
+                let demand = Exclusive.mostDemanding(inside, x: x)
+                let set = demand.set.map { inside[$0].i }.sorted()
+                return (
+                    demand.time - Double(t2 - t1), t2 - t1, ExclusionRow(interval: Interval(t1: t1, t2: t2), set: set)
+                )
+            }
         }
         let everyone = Array(0..<n)
         return try solverLock.withLock { _ throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) in
