@@ -8,8 +8,7 @@ import TetriCore
 /// at arrival and schedule only that set. This runs `tetriserve` so, on the chosen requests alone,
 /// with its admission on and off at several round lengths, and keeps the best run. Requests it
 /// meets are met by a valid schedule of the whole trace (the turned-away ones miss), so the count
-/// is achievable: the
-/// optimum lies between it and the upper bound. An online scheduler does not know the future, so
+/// is achievable: the optimum lies between it and the upper bound. An online scheduler does not know the future, so
 /// it need not reach this figure; the gap between the two bounds is what neither side has proved.
 public struct Clairvoyant: Sendable, Equatable {
     /// Requests in the whole trace.

@@ -77,6 +77,7 @@ public struct UpperBound: Sendable, Equatable {
         guard !allowed.isEmpty else { throw SimulationError.invalidGPUCount(gpus) }
         var costCache: [String: Int64?] = [:]
         var hulls: [Int: StepCostHull] = [:]
+        var wholeNodes: [Int: WholeNode] = [:]
         var items: [Item] = []
         var itemIDs: [Int] = []
         for r in reqs {
@@ -99,12 +100,15 @@ public struct UpperBound: Sendable, Equatable {
                 infeasible[r.resolution, default: 0] += 1
                 continue
             }
-            if hulls[c] == nil { hulls[c] = StepCostHull(time: times, width: widths) }
+            if hulls[c] == nil {
+                hulls[c] = StepCostHull(time: times, width: widths)
+                wholeNodes[c] = WholeNode(time: times, width: widths, gpus: gpus)
+            }
             itemIDs.append(r.id)
             items.append(
                 Item(
                     arrival: r.arrival, deadline: r.deadline, cost: cost, steps: r.steps, hull: hulls[c]!,
-                    wholeNode: WholeNode(time: times, width: widths, gpus: gpus)))
+                    wholeNode: wholeNodes[c]!))
         }
         let energy = Energy(items: items, partialWindows: partialWindows)
         let exclusive = exclusiveTime ? Exclusive(items: items) : nil
@@ -267,13 +271,24 @@ public struct UpperBound: Sendable, Equatable {
         }
     }
 
+    /// The fewest of a met request's steps that run wholly inside `[t1, t2]` (0 when none need
+    /// to): its steps run one after another and each takes at least `fastest`, so at most
+    /// `⌈(t1 − arrival)/fastest⌉` of them start before `t1` and at most
+    /// `⌈(deadline − t2)/fastest⌉` end after `t2`.
+    static func stepsInside(
+        steps: Int, arrival: Micros, deadline: Micros, fastest f: Int64, _ t1: Micros, _ t2: Micros
+    ) -> Int {
+        let before = max(0, t1 - arrival)
+        let after = max(0, deadline - t2)
+        return max(0, steps - Int((before + f - 1) / f + (after + f - 1) / f))
+    }
+
     /// The least GPU-time a met request spends inside an interval `[t1, t2]`.
     ///
     /// A window inside the interval: its whole cost. A window that only overlaps it, when
-    /// `partialWindows`: its steps run one after another and each takes at least the fastest
-    /// step time `f`, so at most `⌈(t1 − a)/f⌉` of them start before `t1` and at most
-    /// `⌈(d − t2)/f⌉` end after `t2`; the other `k` steps run wholly inside
-    /// `[max(a, t1), min(d, t2)]` and cost at least ``StepCostHull/cost(steps:within:)`` there.
+    /// `partialWindows`: the ``stepsInside(steps:arrival:deadline:fastest:_:_:)`` steps that run
+    /// wholly inside `[max(a, t1), min(d, t2)]` cost at least ``StepCostHull/cost(steps:within:)``
+    /// there.
     struct Energy {
         var items: [Item]
         var partialWindows: Bool
@@ -284,11 +299,8 @@ public struct UpperBound: Sendable, Equatable {
             let lo = max(it.arrival, t1)
             let hi = min(it.deadline, t2)
             guard partialWindows, hi > lo else { return 0 }
-            let f = it.hull.fastest
-            let before = max(0, t1 - it.arrival)
-            let after = max(0, it.deadline - t2)
-            let outside = (before + f - 1) / f + (after + f - 1) / f
-            let k = it.steps - Int(outside)
+            let k = UpperBound.stepsInside(
+                steps: it.steps, arrival: it.arrival, deadline: it.deadline, fastest: it.hull.fastest, t1, t2)
             return k > 0 ? it.hull.cost(steps: k, within: hi - lo) : 0
         }
 
@@ -374,11 +386,10 @@ public struct UpperBound: Sendable, Equatable {
         /// must run at degree `gpus` there (then every row of the interval holds: the running
         /// times of requests with disjoint clipped windows each fit their own window).
         ///
-        /// Each lower bound is the larger of two: by steps (at most `⌈(t1 − a)/f⌉` of the
-        /// request's steps start before `t1` and at most `⌈(d − t2)/f⌉` end after `t2`, with `f`
-        /// its fastest step time; the other `k` run wholly inside) and by time (of its total
-        /// over the whole window, at most the window's length outside the interval falls
-        /// outside it).
+        /// Each lower bound is the larger of two: by steps (the `k` steps of
+        /// ``UpperBound/stepsInside(steps:arrival:deadline:fastest:_:_:)`` run wholly inside) and
+        /// by time (of its total over the whole window, at most the window's length outside the
+        /// interval falls outside it).
         func terms(_ t1: Micros, _ t2: Micros, among candidates: [Int]) -> [Term] {
             var out: [Term] = []
             var anyWholeNode = false
@@ -387,9 +398,8 @@ public struct UpperBound: Sendable, Equatable {
                 let hi = min(deadline[i], t2)
                 let outside = deadline[i] - arrival[i] - (hi - lo)
                 let f = fastest[i]
-                let before = max(0, t1 - arrival[i])
-                let after = max(0, deadline[i] - t2)
-                let k = max(0, steps[i] - Int((before + f - 1) / f + (after + f - 1) / f))
+                let k = UpperBound.stepsInside(
+                    steps: steps[i], arrival: arrival[i], deadline: deadline[i], fastest: f, t1, t2)
                 let wholeNode = max(0, node[i].least(steps: k, within: hi - lo), total[i] - outside)
                 let running = max(wholeNode, Int64(k) * f, Int64(steps[i]) * f - outside)
                 guard running > 0 else { continue }
@@ -495,7 +505,7 @@ public struct UpperBound: Sendable, Equatable {
     /// scheduling), so the last integer optimum violates none of them either.
     static func solveByCuts(
         count n: Int, starts: [Micros], ends: [Micros], gpus: Int, initial: [Interval] = [],
-        deadline: [Micros]? = nil, terms: (Micros, Micros, [Int]) -> [(Int, Int64)],
+        deadline: [Micros], terms: (Micros, Micros, [Int]) -> [(Int, Int64)],
         exclusive: ((Micros, Micros, [Int]) -> [Exclusive.Term])? = nil
     ) throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) {
         struct ExclusionRow: Hashable {
@@ -514,7 +524,7 @@ public struct UpperBound: Sendable, Equatable {
             var out: [Row] = []
             for t1 in starts {
                 var best: (excess: Double, row: Row)? = nil
-                let alive = deadline.map { deadline in support.filter { deadline[$0] > t1 } } ?? support
+                let alive = support.filter { deadline[$0] > t1 }
                 for t2 in ends where t2 > t1 {
                     guard let r = row(t1, t2, alive), r.excess > slack(r.capacity),
                         r.excess > (best?.excess ?? -.infinity)
