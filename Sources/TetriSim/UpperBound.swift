@@ -5,7 +5,8 @@ import TetriCore
 /// An upper bound on the SLO attainment of **any** schedule of a trace on `gpus` GPUs:
 /// clairvoyant, preemptive at step boundaries, free to change degree at every step.
 ///
-/// Two families of constraints, each argued in `docs/scheduler.md`:
+/// Constraints, each argued in `docs/scheduler.md` (the first two below, then those of the types
+/// named after them):
 ///
 /// - **Standalone feasibility.** A request whose steps miss its window `[arrival, deadline]`
 ///   even all at its fastest degree can never be met.
@@ -17,7 +18,10 @@ import TetriCore
 ///
 /// The bound is the optimum of the integer program *maximise Σ x_i subject to those
 /// constraints* (x_i ∈ {0, 1}), solved exactly with GLPK's branch-and-cut on each group of
-/// requests that share a constraint. Deterministic: the same trace gives the same bound.
+/// requests that share a constraint (with whole-node exclusion rows, ``Exclusive``, as cutting
+/// planes). Then each group of overlapping windows is bounded again by a time-indexed program
+/// with whole step counts per degree (``StepCounts``), capped by the first count, and the smaller
+/// is kept. Deterministic: the same trace gives the same bound.
 public struct UpperBound: Sendable, Equatable {
     public var requests: Int
     /// The most requests any schedule can meet.
@@ -37,8 +41,12 @@ public struct UpperBound: Sendable, Equatable {
     public var exclusiveConstraints = 0
     /// Whole-node exclusion rows the solver was given (always added as cutting planes).
     public var exclusiveCuts = 0
-    /// Ids of the requests one optimum of the integer program meets (`met` of them, ascending).
-    /// Not a schedule: ``Clairvoyant`` tries to schedule them.
+    /// What the step-count programs of ``StepCounts`` did (all zero when not run).
+    public var stepCounts = StepCountSummary()
+    /// Ids of the requests one optimum meets (ascending): of the integer program, and in each
+    /// group of overlapping windows the step-count program solved, of that program (a set whole
+    /// step counts allow, which the other constraints may not). `met` of them unless a step-count
+    /// search stopped at its node limit. Not a schedule: ``Clairvoyant`` tries to schedule them.
     public var chosen: [Int] = []
     /// The chosen requests per resolution class.
     public var chosenPerClass: [Resolution: Int] = [:]
@@ -54,6 +62,17 @@ public struct UpperBound: Sendable, Equatable {
 
     public var sar: Double { requests == 0 ? 1 : Double(met) / Double(requests) }
 
+    /// The step-count stage: groups of overlapping windows it solved, how many of them stopped at
+    /// the node limit with a proved bound instead of the optimum, how many were too large to try,
+    /// and how many requests it took off the count the other constraints allow.
+    public struct StepCountSummary: Sendable, Equatable {
+        public var groups = 0
+        /// Groups of more than ``StepCounts/largestGroup`` requests, left to the other constraints.
+        public var skipped = 0
+        public var unfinished = 0
+        public var cut = 0
+    }
+
     /// Computes the bound.
     ///
     /// - Parameters:
@@ -62,11 +81,13 @@ public struct UpperBound: Sendable, Equatable {
     ///     windows only, never tighter).
     ///   - exclusiveTime: also add the whole-node exclusion constraints of ``Exclusive`` (the
     ///     default; `false` gives the bound without them, never tighter).
+    ///   - stepCounts: then bound each group of overlapping windows again with ``StepCounts``
+    ///     (the default; `false` gives the bound without it, never tighter).
     /// - Throws: ``SimulationError/unknownResolution(id:_:profile:known:)`` when the trace has a
     ///   class the profile lacks, ``BoundError`` when the solver fails.
     public static func compute(
         trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes, partialWindows: Bool = true,
-        exclusiveTime: Bool = true
+        exclusiveTime: Bool = true, stepCounts: Bool = true
     ) throws -> UpperBound {
         guard gpus >= 1 else { throw SimulationError.invalidGPUCount(gpus) }
         let reqs = trace.requests
@@ -108,7 +129,7 @@ public struct UpperBound: Sendable, Equatable {
             items.append(
                 Item(
                     arrival: r.arrival, deadline: r.deadline, cost: cost, steps: r.steps, hull: hulls[c]!,
-                    wholeNode: wholeNodes[c]!))
+                    wholeNode: wholeNodes[c]!, time: times))
         }
         let energy = Energy(items: items, partialWindows: partialWindows)
         let exclusive = exclusiveTime ? Exclusive(items: items) : nil
@@ -196,6 +217,38 @@ public struct UpperBound: Sendable, Equatable {
             cuts += solved.cuts
             exclusiveCuts += solved.exclusiveCuts
         }
+        // Step counts, per group of overlapping windows, capped by what the program above meets
+        // there (the groups are independent in both, so its optimum is optimal in each group).
+        var refined = StepCountSummary()
+        if stepCounts {
+            let widths = allowed.map { model.degrees[$0] }
+            for group in overlapGroups(arrival: items.map(\.arrival), deadline: items.map(\.deadline))
+            where group.count > 1 {
+                let cap = group.filter { !dropped.contains($0) }.count
+                guard cap > 0 else { continue }
+                guard group.count <= StepCounts.largestGroup else {
+                    refined.skipped += 1
+                    continue
+                }
+                let program = StepCounts(
+                    arrival: group.map { items[$0].arrival }, deadline: group.map { items[$0].deadline },
+                    steps: group.map { items[$0].steps }, time: group.map { items[$0].time }, degrees: widths,
+                    gpus: gpus)
+                let solved = try program.optimum(cap: cap)
+                refined.groups += 1
+                if !solved.exact { refined.unfinished += 1 }
+                refined.cut += cap - solved.met
+                met -= cap - solved.met
+                // An exact optimum's requests replace the chosen ones (a set whole step counts
+                // allow, which the constraints above may not); an unfinished search keeps the
+                // earlier choice (then more may be chosen than counted).
+                if let x = solved.x {
+                    for (k, i) in group.enumerated() {
+                        if x[k] { dropped.remove(i) } else { dropped.insert(i) }
+                    }
+                }
+            }
+        }
         let chosen = items.indices.filter { !dropped.contains($0) }.map { itemIDs[$0] }.sorted()
         let chosenSet = Set(chosen)
         var chosenPerClass: [Resolution: Int] = [:]
@@ -204,7 +257,7 @@ public struct UpperBound: Sendable, Equatable {
             requests: reqs.count, met: met, standaloneInfeasible: infeasible, perClass: perClass,
             constraints: constraints, components: roots.count, cuts: cuts,
             exclusiveConstraints: exclusiveConstraints, exclusiveCuts: exclusiveCuts,
-            chosen: chosen, chosenPerClass: chosenPerClass)
+            stepCounts: refined, chosen: chosen, chosenPerClass: chosenPerClass)
     }
 
     /// An interval `[t1, t2]` of the constraints.
@@ -222,6 +275,8 @@ public struct UpperBound: Sendable, Equatable {
         var steps: Int
         var hull: StepCostHull
         var wholeNode: WholeNode
+        /// Step time at each allowed degree.
+        var time: [Int64]
     }
 
     /// The per-step (time, GPU-time) options of a class, reduced to the lower convex hull:
@@ -454,7 +509,7 @@ public struct UpperBound: Sendable, Equatable {
     }
 
     /// GLPK keeps per-thread state and the bound may run on many threads: one solve at a time.
-    private static let solverLock = Mutex(())
+    static let solverLock = Mutex(())
 
     /// Appends `Σ cost·x ≤ capacity` over `columns` (1-based GLPK columns). GPU-seconds keep the
     /// coefficients well scaled. Half a GPU-microsecond of slack keeps rounding from cutting off a
@@ -691,10 +746,17 @@ extension UpperBound {
         /// given.
         public var exclusionConstraints: Int = 0
         public var exclusionSolverRows: Int = 0
+        /// Groups of overlapping windows given a step-count program, those whose search stopped at
+        /// the node limit (their count is the bound it proved), and the requests the programs took
+        /// off the count of the constraints before them.
+        public var stepCountGroups: Int = 0
+        public var stepCountUnfinished: Int = 0
+        public var stepCountCut: Int = 0
+        public var stepCountSkipped: Int = 0
         public var components: Int
         public var perResolution: [String: ClassBound]
-        /// Ids of the requests the integer optimum meets (ascending): one set no constraint of the
-        /// bound rules out, not a schedule.
+        /// Ids of the requests the optimum meets (ascending), as ``UpperBound/chosen``: not a
+        /// schedule.
         public var chosenIDs: [Int] = []
         /// Requests met by the clairvoyant schedule of ``Clairvoyant`` (a lower bound on the
         /// optimum); nil when it was not run.
@@ -711,6 +773,10 @@ extension UpperBound {
             case solverConstraints = "solver_constraints"
             case exclusionConstraints = "exclusion_constraints"
             case exclusionSolverRows = "exclusion_solver_rows"
+            case stepCountGroups = "step_count_groups"
+            case stepCountUnfinished = "step_count_unfinished"
+            case stepCountCut = "step_count_cut"
+            case stepCountSkipped = "step_count_skipped"
             case perResolution = "per_resolution"
             case chosenIDs = "chosen_ids"
         }
@@ -720,7 +786,9 @@ extension UpperBound {
         Report(
             profile: profile, gpus: gpus, requests: requests, upperBoundMet: met, upperBoundSAR: sar,
             capacityConstraints: constraints, solverConstraints: cuts, exclusionConstraints: exclusiveConstraints,
-            exclusionSolverRows: exclusiveCuts, components: components,
+            exclusionSolverRows: exclusiveCuts, stepCountGroups: stepCounts.groups,
+            stepCountUnfinished: stepCounts.unfinished, stepCountCut: stepCounts.cut,
+            stepCountSkipped: stepCounts.skipped, components: components,
             perResolution: Dictionary(
                 uniqueKeysWithValues: perClass.map {
                     (
@@ -746,6 +814,18 @@ extension UpperBound {
         lines.append(
             "whole-node exclusion: \(exclusiveConstraints) intervals could bind (\(exclusiveCuts) rows given to the solver)"
         )
+        if stepCounts.groups + stepCounts.skipped > 0 {
+            var how =
+                stepCounts.unfinished == 0
+                ? "all solved exactly"
+                : "\(stepCounts.unfinished) stopped at the node limit with a proved bound"
+            if stepCounts.skipped > 0 {
+                how += "; \(stepCounts.skipped) of more than \(StepCounts.largestGroup) requests not tried"
+            }
+            lines.append(
+                "step counts: \(stepCounts.groups) groups of overlapping windows (\(how)), "
+                    + "\(stepCounts.cut) fewer requests")
+        }
         lines.append("upper bound on met requests: \(met)")
         lines.append(String(format: "upper_bound_sar=%.4f", sar))
         return lines.joined(separator: "\n")

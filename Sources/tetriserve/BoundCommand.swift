@@ -11,8 +11,10 @@ struct BoundCommand: ParsableCommand {
             Counts the requests that can meet their deadline alone at the fastest degree, then maximises the \
             number met subject to interval capacity: the requests met inside any interval need their minimal \
             GPU-time (exact over every degree mix) within GPUs × interval length, and whole-node exclusion: \
-            while a step runs on every GPU nothing else runs. An integer program solved with GLPK; see \
-            docs/scheduler.md for why each constraint holds. Prints `upper_bound_sar=<x>` last.
+            while a step runs on every GPU nothing else runs. An integer program solved with GLPK. Then each \
+            group of overlapping windows is bounded again by a time-indexed program in which every request's \
+            steps per degree are whole numbers. See docs/scheduler.md for why each constraint holds. Prints \
+            `upper_bound_sar=<x>` last.
             """
     )
 
@@ -51,6 +53,13 @@ struct BoundCommand: ParsableCommand {
 
     @Flag(
         help: """
+            Leave out the step-count programs (per group of overlapping windows, each request's steps per \
+            degree are whole numbers; the weaker bound, for comparison).
+            """)
+    var noStepCounts = false
+
+    @Flag(
+        help: """
             Skip the clairvoyant schedule: by default the bound's chosen requests are scheduled alone with \
             tetriserve, and the count met (a schedule that exists, so a lower bound on the optimum) is \
             printed as achievable_sar.
@@ -70,7 +79,7 @@ struct BoundCommand: ParsableCommand {
         let bound = try userFacing {
             try UpperBound.compute(
                 trace: trace, model: model, gpus: gpus, method: fullModel ? .fullModel : .cuttingPlanes,
-                partialWindows: !wholeWindows, exclusiveTime: !noWholeNodeExclusion)
+                partialWindows: !wholeWindows, exclusiveTime: !noWholeNodeExclusion, stepCounts: !noStepCounts)
         }
         var lines = bound.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var report = bound.report(profile: model.name, gpus: gpus)

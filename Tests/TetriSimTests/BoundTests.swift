@@ -84,6 +84,30 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
     return best
 }
 
+extension Trace {
+    /// The requests with these ids.
+    func subset(_ ids: [Int]) throws -> Trace {
+        try Trace(requests.filter { ids.contains($0.id) })
+    }
+}
+
+/// Whether the step-count program of every group of overlapping windows of `trace` meets all of
+/// the group.
+func wholeStepCountsMeetEveryone(_ trace: Trace, model m: CostModel, gpus: Int) throws -> Bool {
+    let reqs = trace.requests
+    let degrees = m.degrees.filter { $0 <= gpus }
+    for group in UpperBound.overlapGroups(arrival: reqs.map(\.arrival), deadline: reqs.map(\.deadline)) {
+        let program = UpperBound.StepCounts(
+            arrival: group.map { reqs[$0].arrival }, deadline: group.map { reqs[$0].deadline },
+            steps: group.map { reqs[$0].steps },
+            time: group.map { i in
+                degrees.map { m.stepTime(resolution: m.resolutionIndex(reqs[i].resolution)!, degree: $0) }
+            }, degrees: degrees, gpus: gpus)
+        if try program.optimum(cap: group.count).met < group.count { return false }
+    }
+    return true
+}
+
 @Suite struct UpperBoundTests {
     @Test func exactMinimalGPUTimeMatchesBruteForceOverEveryMix() {
         var rng = SeededRandom(seed: 11)
@@ -147,6 +171,7 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         var bindingCapacity = 0
         var clairvoyantExact = 0
         var exclusionTightens = 0
+        var stepCountsTighten = 0
         for _ in 0..<40 {
             let gpus = Int.random(in: 2...4, using: &rng)
             let n = Int.random(in: 2...4, using: &rng)
@@ -162,11 +187,18 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
             let t = try Trace(reqs)
             let b = try UpperBound.compute(trace: t, model: m, gpus: gpus)
             let whole = try UpperBound.compute(trace: t, model: m, gpus: gpus, partialWindows: false)
-            let shared = try UpperBound.compute(trace: t, model: m, gpus: gpus, exclusiveTime: false)
+            let fractional = try UpperBound.compute(trace: t, model: m, gpus: gpus, stepCounts: false)
+            let shared = try UpperBound.compute(
+                trace: t, model: m, gpus: gpus, exclusiveTime: false, stepCounts: false)
             let opt = bruteForceOptimum(trace: t, model: m, gpus: gpus)
             #expect(opt <= b.met, "trace \(reqs) on \(gpus) GPUs")
-            #expect(b.met <= shared.met)
-            if b.met < shared.met { exclusionTightens += 1 }
+            #expect(fractional.met <= shared.met)
+            if fractional.met < shared.met { exclusionTightens += 1 }
+            #expect(b.met <= fractional.met)
+            if b.met < fractional.met { stepCountsTighten += 1 }
+            // The chosen set has `met` requests and passes the step-count programs.
+            #expect(b.stepCounts.unfinished == 0 && b.chosen.count == b.met)
+            #expect(try wholeStepCountsMeetEveryone(t.subset(b.chosen), model: m, gpus: gpus))
             // The clairvoyant schedule exists, so it meets no more than the optimum.
             let c = try Clairvoyant.achievable(trace: t, bound: b, model: m, gpus: gpus)
             #expect(c.met <= opt && c.offered == b.met, "trace \(reqs) on \(gpus) GPUs")
@@ -183,6 +215,8 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         #expect(clairvoyantExact * 2 >= cases)
         // Whole-node exclusion cuts the bound where capacity alone does not.
         #expect(exclusionTightens >= 1)
+        // And whole step counts where both do not (3 of the 40 traces).
+        #expect(stepCountsTighten >= 1)
     }
 
     @Test func aStepOnEveryGPUExcludesEveryOtherStep() throws {
@@ -196,7 +230,8 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
             TraceRequest(id: 1, arrival: 5_000, resolution: square(256), steps: 1, slo: 10_000),
         ])
         #expect(bruteForceOptimum(trace: t, model: m, gpus: 4) == 1)
-        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, exclusiveTime: false).met == 2)
+        #expect(
+            try UpperBound.compute(trace: t, model: m, gpus: 4, exclusiveTime: false, stepCounts: false).met == 2)
         let b = try UpperBound.compute(trace: t, model: m, gpus: 4)
         #expect(b.met == 1)
         #expect(b.exclusiveConstraints >= 1 && b.exclusiveCuts >= 1)
@@ -296,10 +331,11 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         let b = TraceRequest(id: 1, arrival: 0, resolution: square(256), steps: 3, slo: 30_000)
         let t = try Trace([TraceRequest(id: 0, arrival: 8_000, resolution: square(512), steps: 3, slo: 27_000), b])
         #expect(bruteForceOptimum(trace: t, model: m, gpus: 4) == 1)
-        // Capacity alone (whole-node exclusion off, as below until the last lines).
+        // Capacity alone (whole-node exclusion and step counts off, as below until the last lines).
         func capacity(_ t: Trace, partial: Bool = true, method: UpperBound.Method = .cuttingPlanes) throws -> Int {
             try UpperBound.compute(
-                trace: t, model: m, gpus: 4, method: method, partialWindows: partial, exclusiveTime: false
+                trace: t, model: m, gpus: 4, method: method, partialWindows: partial, exclusiveTime: false,
+                stepCounts: false
             ).met
         }
         #expect(try capacity(t, partial: false) == 2)
@@ -388,14 +424,15 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
                     slo: Micros(steps) * fastest * Micros.random(in: 10...40, using: &rng) / 10)
             }
             let t = try Trace(reqs)
-            let full = try UpperBound.compute(trace: t, model: m, gpus: gpus, method: .fullModel)
-            let cuts = try UpperBound.compute(trace: t, model: m, gpus: gpus)
+            // The methods differ before the step-count stage, which is left out here.
+            let full = try UpperBound.compute(trace: t, model: m, gpus: gpus, method: .fullModel, stepCounts: false)
+            let cuts = try UpperBound.compute(trace: t, model: m, gpus: gpus, stepCounts: false)
             #expect(cuts.met == full.met, "trace \(reqs) on \(gpus) GPUs")
             // Each method's chosen set has `met` requests and passes the bound's own constraints.
             for bound in [full, cuts] {
                 #expect(bound.chosen.count == bound.met && Set(bound.chosen).count == bound.met)
                 let only = try Trace(t.requests.filter { bound.chosen.contains($0.id) })
-                #expect(try UpperBound.compute(trace: only, model: m, gpus: gpus).met == bound.met)
+                #expect(try UpperBound.compute(trace: only, model: m, gpus: gpus, stepCounts: false).met == bound.met)
             }
             #expect(cuts.constraints == full.constraints && cuts.components == full.components)
             #expect(full.cuts == full.constraints)
@@ -421,6 +458,61 @@ func bruteForceOptimum(trace: Trace, model: CostModel, gpus: Int) -> Int {
         #expect(cuts.met == full.met)
         #expect(cuts.met < 50)
         #expect(cuts.cuts * 3 < full.cuts)
+    }
+
+    @Test func wholeStepsRuleOutAPairThatFractionalMixesAllow() throws {
+        let m = try tinyModel()
+        // A: 4 steps of 512² in [0, 43] ms on 4 GPUs (9 ms at degree 4, 16 at degree 2): all at
+        // degree 4 take 36 ms, one step at degree 2 takes 43, two take 50, so A runs on every GPU
+        // except during at most one 16 ms step that leaves 2 GPUs free. B: 3 steps of 256² in
+        // [10, 40] ms need 18 ms on 2 GPUs (6 ms a step) or longer on fewer; on every GPU
+        // (4 ms a step) they would need A off the node. The least whole-node time of A (27 ms)
+        // plus B's least running time (12 ms) fits 43 ms, and so does the GPU-time (140 + 30 of
+        // 172 GPU-ms): only whole step counts see that B's steps do not fit beside A's.
+        let t = try Trace([
+            TraceRequest(id: 0, arrival: 0, resolution: square(512), steps: 4, slo: 43_000),
+            TraceRequest(id: 1, arrival: 10_000, resolution: square(256), steps: 3, slo: 30_000),
+        ])
+        #expect(bruteForceOptimum(trace: t, model: m, gpus: 4) == 1)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 4, stepCounts: false).met == 2)
+        let b = try UpperBound.compute(trace: t, model: m, gpus: 4)
+        #expect(b.met == 1)
+        #expect(b.stepCounts == .init(groups: 1, skipped: 0, unfinished: 0, cut: 1))
+        #expect(b.chosen.count == 1)
+        #expect(b.text.contains("step counts: 1 groups of overlapping windows (all solved exactly), 1 fewer requests"))
+        // With B one step shorter, two steps at degree 2 (12 ms) fit beside A's degree-2 step:
+        // both are met, and the bound says so.
+        let fits = try Trace([
+            TraceRequest(id: 0, arrival: 0, resolution: square(512), steps: 4, slo: 43_000),
+            TraceRequest(id: 1, arrival: 10_000, resolution: square(256), steps: 2, slo: 30_000),
+        ])
+        #expect(bruteForceOptimum(trace: fits, model: m, gpus: 4) == 2)
+        #expect(try UpperBound.compute(trace: fits, model: m, gpus: 4).met == 2)
+    }
+
+    @Test func aFluxPairAtOnePointFiveTimesTheSLOCannotBothBeMet() throws {
+        // From the skewed 1.5× trace of seed 1: a 2048² request in [173.80, 181.30] s has 0.655 s of
+        // slack over 50 steps at degree 8 (136.9 ms), so at most 5 steps at degree 4 (250.8 ms),
+        // beside which 4 GPUs are free for 1.254 s; a 512² request in [178.20, 181.20] s needs 50
+        // steps, 28.0 ms each at degree 4: 44 fit beside them, and the 0.086 s the 2048² request
+        // leaves idle holds 3 more at degree 8 (21.7 ms); fewer degree-4 steps leave more idle
+        // time but fewer beside them (4: 35 + 9).
+        // Fractional mixes let the pair through; whole steps do not.
+        let m = try model()
+        let t = try Trace([
+            TraceRequest(id: 0, arrival: 173_800_000, resolution: square(2048), steps: 50, slo: 7_500_000),
+            TraceRequest(id: 1, arrival: 178_200_000, resolution: square(512), steps: 50, slo: 3_000_000),
+        ])
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 8, stepCounts: false).met == 2)
+        #expect(try UpperBound.compute(trace: t, model: m, gpus: 8).met == 1)
+    }
+
+    @Test func groupsOfOverlappingWindowsSplitWhereNoWindowIsOpen() {
+        // Windows [10,12], [3,8], [0,5], [8,9] (touching [3,8] at 8: no instant shared), [11,12].
+        let arrival: [Micros] = [10, 3, 0, 8, 11]
+        let deadline: [Micros] = [12, 8, 5, 9, 12]
+        let groups = UpperBound.overlapGroups(arrival: arrival, deadline: deadline)
+        #expect(groups == [[2, 1], [3], [0, 4]])
     }
 
     @Test func theLargestFluxClassCannotMeetItsBaseSLO() throws {
