@@ -58,21 +58,19 @@ extension UpperBound {
             let nd = degrees.count
             func xColumn(_ i: Int) -> Int32 { Int32(1 + i) }
             func sColumn(_ i: Int, _ d: Int) -> Int32 { Int32(1 + n + i * nd + d) }
-            let window = (0..<n).map { i in
-                cuts.firstIndex(of: arrival[i])!..<cuts.firstIndex(of: deadline[i])!
-            }
+            let index = Dictionary(uniqueKeysWithValues: cuts.enumerated().map { ($1, $0) })
+            let window = (0..<n).map { index[arrival[$0]]!..<index[deadline[$0]]! }
             var fStart: [Int32] = []
             var next = Int32(1 + n + n * nd)
             for i in 0..<n {
                 fStart.append(next)
                 next += Int32(window[i].count * nd)
             }
-            func intervals(_ i: Int) -> Range<Int> { window[i] }
             func fColumn(_ i: Int, _ e: Int, _ d: Int) -> Int32 {
                 fStart[i] + Int32((e - window[i].lowerBound) * nd + d)
             }
             let columns = next - 1
-            let active = (0..<lengths.count).map { e in (0..<n).filter { intervals($0).contains(e) } }
+            let active = (0..<lengths.count).map { e in (0..<n).filter { window[$0].contains(e) } }
             let whole = degrees.firstIndex(of: gpus)
             let wide = degrees.indices.filter { 2 * degrees[$0] > gpus && degrees[$0] < gpus }
 
@@ -94,10 +92,10 @@ extension UpperBound {
                     degrees.indices.map { (sColumn(i, $0), 1) } + [(xColumn(i), -Double(steps[i]))], lo: 0, hi: 0)
                 for d in degrees.indices {
                     row(
-                        intervals(i).map { (fColumn(i, $0, d), 1) } + [(sColumn(i, d), -Double(time[i][d]) / 1e6)],
+                        window[i].map { (fColumn(i, $0, d), 1) } + [(sColumn(i, d), -Double(time[i][d]) / 1e6)],
                         lo: 0, hi: 0)
                 }
-                for e in intervals(i) {
+                for e in window[i] {
                     row(degrees.indices.map { (fColumn(i, e, $0), 1) }, lo: -.infinity, hi: lengths[e] + slack)
                 }
             }
@@ -118,11 +116,7 @@ extension UpperBound {
             }
             row((0..<n).map { (xColumn($0), 1) }, lo: -.infinity, hi: Double(cap))
 
-            return try UpperBound.solverLock.withLock { _ throws -> (met: Int, x: [Bool]?, exact: Bool) in
-                glp_term_out(GLP_OFF)
-                guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
-                defer { glp_delete_prob(lp) }
-                glp_set_obj_dir(lp, GLP_MAX)
+            return try UpperBound.withMaximisation { lp throws -> (met: Int, x: [Bool]?, exact: Bool) in
                 glp_add_cols(lp, columns)
                 for i in 0..<n {
                     glp_set_col_kind(lp, xColumn(i), GLP_BV)
@@ -131,7 +125,7 @@ extension UpperBound {
                         glp_set_col_kind(lp, sColumn(i, d), GLP_IV)
                         glp_set_col_bnds(lp, sColumn(i, d), GLP_DB, 0, Double(steps[i]))
                     }
-                    for e in intervals(i) {
+                    for e in window[i] {
                         for d in degrees.indices {
                             glp_set_col_bnds(lp, fColumn(i, e, d), GLP_DB, 0, lengths[e] + slack)
                         }

@@ -509,7 +509,19 @@ public struct UpperBound: Sendable, Equatable {
     }
 
     /// GLPK keeps per-thread state and the bound may run on many threads: one solve at a time.
-    static let solverLock = Mutex(())
+    private static let solverLock = Mutex(())
+
+    /// Runs `body` on a fresh GLPK maximisation problem, one at a time, quiet; the problem is
+    /// deleted afterwards.
+    static func withMaximisation<T>(_ body: (OpaquePointer) throws -> T) throws -> T {
+        try solverLock.withLock { _ throws -> T in
+            glp_term_out(GLP_OFF)
+            guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
+            defer { glp_delete_prob(lp) }
+            glp_set_obj_dir(lp, GLP_MAX)
+            return try body(lp)
+        }
+    }
 
     /// Appends `Σ cost·x ≤ capacity` over `columns` (1-based GLPK columns). GPU-seconds keep the
     /// coefficients well scaled. Half a GPU-microsecond of slack keeps rounding from cutting off a
@@ -614,11 +626,7 @@ public struct UpperBound: Sendable, Equatable {
             }
         }
         let everyone = Array(0..<n)
-        return try solverLock.withLock { _ throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) in
-            glp_term_out(GLP_OFF)
-            guard let lp = glp_create_prob() else { throw BoundError.solver("cannot create a problem") }
-            defer { glp_delete_prob(lp) }
-            glp_set_obj_dir(lp, GLP_MAX)
+        return try withMaximisation { lp throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) in
             glp_add_cols(lp, Int32(n))
             for k in 1...Int32(n) {
                 glp_set_col_kind(lp, k, GLP_BV)
