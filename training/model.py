@@ -49,6 +49,7 @@ class Config:
     ropePositions: str = "grid"
     ropeCanvas: float = 16.0
     positionFrequencies: int = 0
+    textPositions: str = "learned"
 
     @property
     def head_dim(self) -> int:
@@ -69,7 +70,8 @@ class Config:
     def to_json(self, legacy: bool = False) -> str:
         d = asdict(self)
         if legacy:  # the fields a Swift engine without the word tokenizer etc. decodes
-            for k in ("tokenizer", "vocabulary", "prediction", "ropePositions", "ropeCanvas", "positionFrequencies"):
+            for k in ("tokenizer", "vocabulary", "prediction", "ropePositions", "ropeCanvas", "positionFrequencies",
+                      "textPositions"):
                 d.pop(k)
         return json.dumps(d, separators=(",", ":"))
 
@@ -91,7 +93,8 @@ class Config:
 
         d, t, r = self.hidden, self.textHidden, self.mlpRatio
         out.append(("text.embed", (self.vocab_size, t)))
-        out.append(("text.position", (self.maxTextTokens, t)))
+        if self.textPositions == "learned":
+            out.append(("text.position", (self.maxTextTokens, t)))
         for i in range(self.textLayers):
             p = f"text.layers.{i}"
             norm(f"{p}.norm1", t, True)
@@ -368,6 +371,16 @@ def position_features(cfg: Config, rows: int, columns: int) -> np.ndarray:
     return np.concatenate([np.cos(av), np.sin(av), np.cos(au), np.sin(au)], axis=1).astype(np.float32)
 
 
+def text_rope_table(cfg: Config, tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [tokens, textHeadDim/2] of the text encoder's 1D RoPE (`textPositions: rope`), as
+    Swift `Ops.rope1DTable` (double precision): token i, pair j at angle i * theta^(-2j/headDim)."""
+    hd = cfg.textHidden // cfg.textHeads
+    theta = float(np.float32(cfg.ropeTheta))
+    freq = theta ** (-(2.0 * np.arange(hd // 2)) / hd)
+    ang = np.arange(tokens, dtype=np.float64)[:, None] * freq[None]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
 def apply_rope(x, cos, sin):
     """x: [B, N, H, Dh]; rotates adjacent pairs."""
     b, n, h, d = x.shape
@@ -391,12 +404,19 @@ def encode_text(params, cfg: Config, ids, mask):
     th = cfg.textHidden
     nh = cfg.textHeads
     b, t = ids.shape
-    x = params["text.embed"][ids] + params["text.position"][None, :t]
+    x = params["text.embed"][ids]
+    if cfg.textPositions == "learned":
+        x = x + params["text.position"][None, :t]
+    else:
+        cos, sin = text_rope_table(cfg, t)
     for i in range(cfg.textLayers):
         p = f"text.layers.{i}"
         h = layer_norm(x, params[f"{p}.norm1.weight"], params[f"{p}.norm1.bias"])
         qkv = linear(params, f"{p}.qkv", h).reshape(b, t, 3, nh, th // nh)
-        a = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], mask).reshape(b, t, th)
+        q, k = qkv[:, :, 0], qkv[:, :, 1]
+        if cfg.textPositions == "rope":
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        a = attention(q, k, qkv[:, :, 2], mask).reshape(b, t, th)
         x = x + linear(params, f"{p}.proj", a)
         h = layer_norm(x, params[f"{p}.norm2.weight"], params[f"{p}.norm2.bias"])
         x = x + linear(params, f"{p}.mlp2", gelu(linear(params, f"{p}.mlp1", h)))

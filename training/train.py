@@ -135,6 +135,7 @@ def main():
     ap.add_argument("--text-heads", type=int, default=2, help="text encoder heads")
     ap.add_argument("--text-layers", type=int, default=1, help="text encoder layers")
     ap.add_argument("--position-frequencies", type=int, default=0, help="canvas-position features per axis and function added to the image tokens (0: none, RoPE only; scenes-v2 and scenes-v3 use 8)")
+    ap.add_argument("--text-positions", default="learned", choices=["learned", "rope"], help="text token positions: a learned table per place (`text.position`) or 1D RoPE in the text attention, which is relative, so a phrase means the same wherever it stands in the prompt (scenes-v4)")
     ap.add_argument("--text-tokens", type=int, default=24, help="maxTextTokens (start token included)")
     ap.add_argument("--high-t-from", type=int, default=0, help="step from which --high-t-share and --t-clamp apply")
     ap.add_argument("--high-t-share", type=float, default=0.2, help="share of each batch with t uniform in [--high-t-min, 1]")
@@ -169,7 +170,7 @@ def main():
         patchSize=16, textHidden=args.text_hidden, textHeads=args.text_heads, textLayers=args.text_layers,
         maxTextTokens=args.text_tokens, tokenizer="words", vocabulary=vocabulary or [f"w{i}" for i in range(60)],
         prediction="x", ropePositions="canvas", ropeCanvas=16.0,
-        positionFrequencies=args.position_frequencies,
+        positionFrequencies=args.position_frequencies, textPositions=args.text_positions,
     )
     sources = {int(s): Dataset(d, cfg) for s, d in data_dirs.items()}
     for s in (x for x in args.random_data.split(",") if x):
@@ -253,6 +254,10 @@ def main():
             # at zero the layer and the weights that would read its output sit at a saddle (the
             # gradient of each is zero while the other is), and the position stays unused.
             shapes = dict(cfg.parameter_shapes())
+            # A file with learned text positions continues as a RoPE text encoder without them.
+            dropped = [k for k in init_params if k == "text.position" and k not in shapes]
+            for k in dropped:
+                del init_params[k]
             added = [k for k in shapes if k not in init_params]
             if any(not k.startswith("pos_in.") for k in added) or any(
                     k not in shapes or tuple(v.shape) != tuple(shapes[k]) for k, v in init_params.items()):
@@ -262,7 +267,8 @@ def main():
                     return params[k] * args.added_init  # N(0, added_init^2 / fan_in)
                 return jnp.zeros(shapes[k], jnp.float32)
             params = {k: jnp.asarray(init_params[k]) if k in init_params else added_init(k) for k in params}
-            print(f"initialised from {args.init}" + (f" ({', '.join(added)} new, scale {args.added_init})" if added else ""), flush=True)
+            print(f"initialised from {args.init}" + (f" ({', '.join(added)} new, scale {args.added_init})" if added else "")
+                  + (f" ({', '.join(dropped)} dropped)" if dropped else ""), flush=True)
         ema = jax.tree.map(lambda p: p, params)
         opt_state = opt.init(params)
         start, rows, elapsed0 = 0, [], 0.0

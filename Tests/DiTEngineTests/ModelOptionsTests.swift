@@ -47,6 +47,48 @@ func writeTinySceneWeights() throws -> String {
         #expect(try JSONDecoder().decode(ModelConfig.self, from: Data(old.utf8)) == want)
     }
 
+    /// With `textPositions: rope` a query at token i and a key at token j score the same as at
+    /// i + s and j + s: the text encoder sees how far apart two words are, not where they stand.
+    /// The configuration has no `text.position` tensor and travels through JSON.
+    @Test func ropeTextPositionsDependOnDistanceOnly() throws {
+        let hd = 8
+        let (cosT, sinT) = Ops.rope1DTable(count: 12, headDim: hd, theta: 10_000)
+        #expect(cosT.count == 12 * 4)
+        #expect(cosT[3 * 4 + 1] == Float(Foundation.cos(3 * Foundation.pow(10_000, -2.0 / 8))))
+        #expect(sinT[5 * 4 + 2] == Float(Foundation.sin(5 * Foundation.pow(10_000, -4.0 / 8))))
+        var rng = SplitMix64(seed: 3)
+        let q = (0..<hd).map { _ in rng.nextGaussian() }
+        let k = (0..<hd).map { _ in rng.nextGaussian() }
+        func score(_ i: Int, _ j: Int) -> Float {
+            var a = q
+            var b = k
+            cosT.withUnsafeBufferPointer { c in
+                sinT.withUnsafeBufferPointer { s in
+                    Ops.applyRope(
+                        &a, rows: 1, heads: 1, headDim: hd, ld: hd, cos: c.baseAddress! + i * 4,
+                        sin: s.baseAddress! + i * 4)
+                    Ops.applyRope(
+                        &b, rows: 1, heads: 1, headDim: hd, ld: hd, cos: c.baseAddress! + j * 4,
+                        sin: s.baseAddress! + j * 4)
+                }
+            }
+            return zip(a, b).map { $0 * $1 }.reduce(0, +)
+        }
+        for (i, j, shift) in [(0, 1, 4), (2, 1, 7), (5, 5, 3), (1, 6, 5)] {
+            #expect(abs(score(i, j) - score(i + shift, j + shift)) < 1e-5)
+        }
+        #expect(abs(score(0, 1) - score(0, 2)) > 1e-3)
+
+        var config = tinySceneConfig
+        config.textPositions = .rope
+        #expect(!config.parameterShapes.contains { $0.name == "text.position" })
+        #expect(tinySceneConfig.parameterShapes.contains { $0.name == "text.position" })
+        #expect(try JSONDecoder().decode(ModelConfig.self, from: JSONEncoder().encode(config)) == config)
+        config.textHidden = 30
+        config.textHeads = 10  // head width 3: no pairs to rotate
+        #expect(throws: EngineError.self) { try config.validate() }
+    }
+
     @Test func configurationTravelsInTheSafetensorsMetadata() throws {
         let path = try writeTinySceneWeights()
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -261,8 +261,25 @@ public enum Ops {
         return (cosT, sinT)
     }
 
+    /// Rotary position table for 1D positions `0..<count` (the text encoder's `rope` positions):
+    /// for each token, `headDim / 2` (cos, sin) pairs, pair j of token i at angle
+    /// `i · theta^(−2j / headDim)`.
+    public static func rope1DTable(count: Int, headDim: Int, theta: Float = 10_000) -> (cos: [Float], sin: [Float]) {
+        let pairs = headDim / 2
+        var cosT = [Float](repeating: 1, count: count * pairs)
+        var sinT = [Float](repeating: 0, count: count * pairs)
+        for t in 0..<count {
+            for j in 0..<pairs {
+                let a = Double(t) * Foundation.pow(Double(theta), -Double(2 * j) / Double(headDim))
+                cosT[t * pairs + j] = Float(Foundation.cos(a))
+                sinT[t * pairs + j] = Float(Foundation.sin(a))
+            }
+        }
+        return (cosT, sinT)
+    }
+
     /// Rotates each head's adjacent pairs `(x[2i], x[2i+1])` of `rows` tokens by the angles in a
-    /// table from ``rope2DTable(rows:headDim:theta:)``.
+    /// table from ``rope2DTable(rows:headDim:theta:)`` or ``rope1DTable(count:headDim:theta:)``.
     public static func applyRope(
         _ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, ld: Int,
         cos: UnsafePointer<Float>, sin: UnsafePointer<Float>

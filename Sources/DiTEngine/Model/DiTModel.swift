@@ -152,11 +152,20 @@ public final class DiTModel: @unchecked Sendable {
         let n = ids.count
         let d = config.textHidden
         let x = Buffer(n * d)
+        let hd = d / config.textHeads
         let embed = weights.pointer("text.embed")
-        let position = weights.pointer("text.position")
         for (i, id) in ids.enumerated() {
-            for j in 0..<d { x.p[i * d + j] = embed[id * d + j] + position[i * d + j] }
+            for j in 0..<d { x.p[i * d + j] = embed[id * d + j] }
         }
+        if config.textPositions == .learned {
+            let position = weights.pointer("text.position")
+            for i in 0..<n {
+                for j in 0..<d { x.p[i * d + j] += position[i * d + j] }
+            }
+        }
+        let (cosT, sinT) =
+            config.textPositions == .rope
+            ? Ops.rope1DTable(count: n, headDim: hd, theta: config.ropeTheta) : ([], [])
         let h = Buffer(n * d)
         let qkv = Buffer(n * 3 * d)
         let a = Buffer(n * d)
@@ -164,9 +173,20 @@ public final class DiTModel: @unchecked Sendable {
         for layer in textLayers {
             Ops.layerNorm(x.p, rows: n, dim: d, ld: d, out: h.p, ldo: d, weight: layer.norm1.0, bias: layer.norm1.1)
             layer.qkv(h.p, rows: n, out: qkv.p)
+            if config.textPositions == .rope {
+                cosT.withUnsafeBufferPointer { c in
+                    sinT.withUnsafeBufferPointer { s in
+                        for base in [qkv.p, qkv.p + d] {
+                            Ops.applyRope(
+                                base, rows: n, heads: config.textHeads, headDim: hd, ld: 3 * d, cos: c.baseAddress!,
+                                sin: s.baseAddress!)
+                        }
+                    }
+                }
+            }
             Attention.multiHead(
                 q: qkv.p, k: qkv.p + d, v: qkv.p + 2 * d, ld: 3 * d, out: a.p, ldo: d, tokens: n,
-                heads: config.textHeads, headDim: d / config.textHeads)
+                heads: config.textHeads, headDim: hd)
             layer.proj(a.p, rows: n, out: h.p)
             Ops.addGated(x.p, ldx: d, h.p, ldd: d, rows: n, dim: d, gate: nil)
             Ops.layerNorm(x.p, rows: n, dim: d, ld: d, out: h.p, ldo: d, weight: layer.norm2.0, bias: layer.norm2.1)

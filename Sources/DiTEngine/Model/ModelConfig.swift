@@ -37,6 +37,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     /// the `pos_in` layer, see ``positionFeatures(tokens:geometry:)``); 0: none, the image tokens
     /// know their place only through RoPE, which is relative.
     public var positionFrequencies: Int
+    /// How the text encoder knows where a token stands in the prompt.
+    public var textPositions: TextPositions
 
     /// How prompts become token ids.
     public enum Tokenizer: String, Codable, Sendable {
@@ -64,12 +66,24 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         case canvas
     }
 
+    /// Text token positions of the text encoder.
+    public enum TextPositions: String, Codable, Sendable {
+        /// A learned vector per place (`text.position`, `maxTextTokens × textHidden`) added to each
+        /// token's embedding: absolute, so a phrase at a place no training prompt put it reads
+        /// differently.
+        case learned
+        /// 1D RoPE on the text attention's queries and keys (token i at angle
+        /// `i · ropeTheta^(−2j / textHeadDim)` for pair j): attention depends on how far apart two
+        /// words are, not on where they stand, and there is no `text.position` tensor.
+        case rope
+    }
+
     public init(
         name: String, hidden: Int, heads: Int, doubleBlocks: Int, singleBlocks: Int, mlpRatio: Int = 4,
         patchSize: Int, channels: Int = 3, textHidden: Int, textHeads: Int, textLayers: Int, maxTextTokens: Int,
         timeEmbedding: Int = 256, ropeTheta: Float = 10_000, tokenizer: Tokenizer = .bytes, vocabulary: [String] = [],
         prediction: Prediction = .velocity, ropePositions: RopePositions = .grid, ropeCanvas: Float = 16,
-        positionFrequencies: Int = 0
+        positionFrequencies: Int = 0, textPositions: TextPositions = .learned
     ) {
         self.name = name
         self.hidden = hidden
@@ -91,12 +105,13 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.ropePositions = ropePositions
         self.ropeCanvas = ropeCanvas
         self.positionFrequencies = positionFrequencies
+        self.textPositions = textPositions
     }
 
     enum CodingKeys: String, CodingKey {
         case name, hidden, heads, doubleBlocks, singleBlocks, mlpRatio, patchSize, channels, textHidden, textHeads
         case textLayers, maxTextTokens, timeEmbedding, ropeTheta, tokenizer, vocabulary, prediction, ropePositions
-        case ropeCanvas, positionFrequencies
+        case ropeCanvas, positionFrequencies, textPositions
     }
 
     /// Decodes a configuration; fields added after the first format default to the behaviour
@@ -121,7 +136,8 @@ public struct ModelConfig: Codable, Sendable, Equatable {
             prediction: try c.decodeIfPresent(Prediction.self, forKey: .prediction) ?? .velocity,
             ropePositions: try c.decodeIfPresent(RopePositions.self, forKey: .ropePositions) ?? .grid,
             ropeCanvas: try c.decodeIfPresent(Float.self, forKey: .ropeCanvas) ?? 16,
-            positionFrequencies: try c.decodeIfPresent(Int.self, forKey: .positionFrequencies) ?? 0)
+            positionFrequencies: try c.decodeIfPresent(Int.self, forKey: .positionFrequencies) ?? 0,
+            textPositions: try c.decodeIfPresent(TextPositions.self, forKey: .textPositions) ?? .learned)
     }
 
     /// For tests: 32 wide, 4 heads, one block of each kind, 8-pixel patches.
@@ -157,6 +173,10 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         }
         guard textHidden > 0, textHeads > 0, textHidden % textHeads == 0 else {
             throw .invalidModel("textHidden (\(textHidden)) must split into textHeads (\(textHeads))")
+        }
+        guard textPositions == .learned || (textHidden / textHeads) % 2 == 0 else {
+            throw .invalidModel(
+                "textPositions rope needs an even text head width, got \(textHidden / textHeads)")
         }
         guard patchSize > 0, channels > 0, maxTextTokens > 0, timeEmbedding > 0, timeEmbedding % 2 == 0 else {
             throw .invalidModel("patchSize, channels, maxTextTokens and an even timeEmbedding must be positive")
@@ -245,7 +265,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         let d = hidden
         let t = textHidden
         list.append(("text.embed", [textVocabularySize, t]))
-        list.append(("text.position", [maxTextTokens, t]))
+        if textPositions == .learned { list.append(("text.position", [maxTextTokens, t])) }
         for i in 0..<textLayers {
             let p = "text.layers.\(i)"
             norm("\(p).norm1", t, bias: true)
