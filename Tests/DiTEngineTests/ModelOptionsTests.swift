@@ -5,7 +5,7 @@ import TetriCore
 @testable import DiTEngine
 
 /// The tiny model with the options of a scene model: word tokenizer, x-prediction, canvas RoPE,
-/// canvas-position features.
+/// canvas-position features, RoPE text positions.
 let tinySceneConfig: ModelConfig = {
     var config = ModelConfig.tiny
     config.name = "tiny-scenes"
@@ -15,6 +15,7 @@ let tinySceneConfig: ModelConfig = {
     config.ropePositions = .canvas
     config.ropeCanvas = 4
     config.positionFrequencies = 3
+    config.textPositions = .rope
     return config
 }()
 
@@ -80,9 +81,8 @@ func writeTinySceneWeights() throws -> String {
         #expect(abs(score(0, 1) - score(0, 2)) > 1e-3)
 
         var config = tinySceneConfig
-        config.textPositions = .rope
         #expect(!config.parameterShapes.contains { $0.name == "text.position" })
-        #expect(tinySceneConfig.parameterShapes.contains { $0.name == "text.position" })
+        #expect(ModelConfig.tiny.parameterShapes.contains { $0.name == "text.position" })
         #expect(try JSONDecoder().decode(ModelConfig.self, from: JSONEncoder().encode(config)) == config)
         config.textHidden = 30
         config.textHeads = 10  // head width 3: no pairs to rotate

@@ -70,7 +70,7 @@ func engineStep(model: DiTModel, prompt: String, width: Int, height: Int, seed: 
 }
 
 @Suite struct ParityTests {
-    static let fixtures = ["random-tiny", "random-canvas", "random-textrope", "scenes-v3"]
+    static let fixtures = ["random-tiny", "random-canvas", "random-textrope", "scenes-v4"]
 
     @Test(arguments: fixtures) func forwardPassMatchesTheTrainer(name: String) throws {
         let fixture = try ParityFixture.load(name)

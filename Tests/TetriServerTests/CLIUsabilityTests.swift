@@ -303,7 +303,7 @@ func accepts(port: Int) -> Bool {
         for name in ExperimentCatalog.names { #expect(readme.contains("`\(name)`"), "README lacks experiment \(name)") }
         for policy in Policies.names { #expect(readme.contains("`\(policy)`"), "README lacks policy \(policy)") }
         // The README names the served model and says which models have random weights.
-        #expect(readme.contains("`scenes-v3`"))
+        #expect(readme.contains("`scenes-v4`"))
         #expect(readme.contains("seeded random weights"))
     }
 }
