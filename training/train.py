@@ -255,7 +255,7 @@ def main():
             # gradient of each is zero while the other is), and the position stays unused.
             shapes = dict(cfg.parameter_shapes())
             # A file with learned text positions continues as a RoPE text encoder without them.
-            dropped = [k for k in init_params if k == "text.position" and k not in shapes]
+            dropped = ["text.position"] if "text.position" in init_params and "text.position" not in shapes else []
             for k in dropped:
                 del init_params[k]
             added = [k for k in shapes if k not in init_params]

@@ -266,11 +266,12 @@ public enum Ops {
     /// `i · theta^(−2j / headDim)`.
     public static func rope1DTable(count: Int, headDim: Int, theta: Float = 10_000) -> (cos: [Float], sin: [Float]) {
         let pairs = headDim / 2
+        let freq = (0..<pairs).map { Foundation.pow(Double(theta), -Double(2 * $0) / Double(headDim)) }
         var cosT = [Float](repeating: 1, count: count * pairs)
         var sinT = [Float](repeating: 0, count: count * pairs)
         for t in 0..<count {
             for j in 0..<pairs {
-                let a = Double(t) * Foundation.pow(Double(theta), -Double(2 * j) / Double(headDim))
+                let a = Double(t) * freq[j]
                 cosT[t * pairs + j] = Float(Foundation.cos(a))
                 sinT[t * pairs + j] = Float(Foundation.sin(a))
             }
