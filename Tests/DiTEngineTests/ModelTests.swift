@@ -122,70 +122,66 @@ let tinyModel = try! DiTModel(config: .tiny, seed: 42)
         var rng = SplitMix64(seed: 4)
         let rgb = (0..<(width * height * 3)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         let png = try PNG.encode(rgb: rgb, width: width, height: height)
-        let decoded = try decodePNG([UInt8](png))
+        let decoded = try PNG.decode([UInt8](png))
         #expect(decoded.width == width)
         #expect(decoded.height == height)
         #expect(decoded.rgb == rgb)
     }
-}
 
-/// A minimal PNG decoder for 8-bit RGB, non-interlaced files with any row filters (checks the
-/// signature, chunk CRCs and IHDR fields).
-func decodePNG(_ bytes: [UInt8]) throws -> (width: Int, height: Int, rgb: [UInt8]) {
-    struct Bad: Error { let why: String }
-    guard bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) else { throw Bad(why: "signature") }
-    func be32(_ i: Int) -> Int {
-        Int(bytes[i]) << 24 | Int(bytes[i + 1]) << 16 | Int(bytes[i + 2]) << 8 | Int(bytes[i + 3])
-    }
-    var i = 8
-    var width = 0
-    var height = 0
-    var idat: [UInt8] = []
-    while i < bytes.count {
-        let length = be32(i)
-        let type = String(decoding: bytes[(i + 4)..<(i + 8)], as: UTF8.self)
-        let body = Array(bytes[(i + 8)..<(i + 8 + length)])
-        let crcInput = Array(bytes[(i + 4)..<(i + 8 + length)])
-        let crc = crc32(0, crcInput, uInt(crcInput.count))
-        guard UInt(crc) == UInt(be32(i + 8 + length)) else { throw Bad(why: "crc of \(type)") }
-        switch type {
-        case "IHDR":
-            width = Int(body[0]) << 24 | Int(body[1]) << 16 | Int(body[2]) << 8 | Int(body[3])
-            height = Int(body[4]) << 24 | Int(body[5]) << 16 | Int(body[6]) << 8 | Int(body[7])
-            guard body[8] == 8, body[9] == 2, body[12] == 0 else { throw Bad(why: "not 8-bit RGB") }
-        case "IDAT": idat += body
-        default: break
-        }
-        i += 12 + length
-    }
-    let stride = width * 3
-    var raw = [UInt8](repeating: 0, count: height * (stride + 1))
-    var rawLength = uLong(raw.count)
-    guard uncompress(&raw, &rawLength, idat, uLong(idat.count)) == Z_OK, Int(rawLength) == raw.count else {
-        throw Bad(why: "zlib")
-    }
-    var out = [UInt8](repeating: 0, count: height * stride)
-    for y in 0..<height {
-        let filter = raw[y * (stride + 1)]
-        for x in 0..<stride {
-            let v = raw[y * (stride + 1) + 1 + x]
-            let a = x >= 3 ? Int(out[y * stride + x - 3]) : 0
-            let b = y > 0 ? Int(out[(y - 1) * stride + x]) : 0
-            let c = x >= 3 && y > 0 ? Int(out[(y - 1) * stride + x - 3]) : 0
-            let predictor: Int
-            switch filter {
-            case 0: predictor = 0
-            case 1: predictor = a
-            case 2: predictor = b
-            case 3: predictor = (a + b) / 2
-            case 4:
+    /// Rows filtered with each of the five PNG filters (sub, up, average, Paeth written out here
+    /// from the specification) and the data split over two IDAT chunks decode to the pixels; a
+    /// broken CRC, a truncated file and a grey-scale header are errors that say so.
+    @Test func pngDecoderReadsEveryFilterAndRejectsBrokenFiles() throws {
+        let width = 9
+        let height = 10
+        let stride = width * 3
+        var rng = SplitMix64(seed: 8)
+        let rgb = (0..<(height * stride)).map { _ in UInt8(truncatingIfNeeded: rng.next() % 7 * 37) }
+        func at(_ y: Int, _ x: Int) -> Int { y < 0 || x < 0 ? 0 : Int(rgb[y * stride + x]) }
+        var raw: [UInt8] = []
+        for y in 0..<height {
+            let filter = y % 5
+            raw.append(UInt8(filter))
+            for x in 0..<stride {
+                let (a, b, c) = (at(y, x - 3), at(y - 1, x), at(y - 1, x - 3))
                 let p = a + b - c
-                let (pa, pb, pc) = (abs(p - a), abs(p - b), abs(p - c))
-                predictor = pa <= pb && pa <= pc ? a : (pb <= pc ? b : c)
-            default: throw Bad(why: "filter \(filter)")
+                let paeth =
+                    abs(p - a) <= abs(p - b) && abs(p - a) <= abs(p - c) ? a : (abs(p - b) <= abs(p - c) ? b : c)
+                let predictor = [0, a, b, (a + b) / 2, paeth][filter]
+                raw.append(UInt8(truncatingIfNeeded: at(y, x) - predictor))
             }
-            out[y * stride + x] = UInt8(truncatingIfNeeded: Int(v) + predictor)
         }
+        var size = compressBound(uLong(raw.count))
+        var deflated = [UInt8](repeating: 0, count: Int(size))
+        #expect(compress2(&deflated, &size, raw, uLong(raw.count), 9) == Z_OK)
+        deflated.removeSubrange(Int(size)...)
+        func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+            let typed = Array(type.utf8) + body
+            return PNG.bigEndian(UInt32(body.count)) + typed + PNG.bigEndian(UInt32(crc32(0, typed, uInt(typed.count))))
+        }
+        let header = PNG.bigEndian(UInt32(width)) + PNG.bigEndian(UInt32(height)) + [8, 2, 0, 0, 0]
+        let half = deflated.count / 2
+        let file: [UInt8] =
+            [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", header)
+            + chunk("IDAT", Array(deflated[..<half])) + chunk("IDAT", Array(deflated[half...])) + chunk("IEND", [])
+        let decoded = try PNG.decode(file)
+        #expect(decoded.width == width && decoded.height == height)
+        #expect(decoded.rgb == rgb)
+
+        func message(_ bytes: [UInt8]) -> String {
+            do {
+                _ = try PNG.decode(bytes)
+                return "decoded"
+            } catch { return "\(error)" }
+        }
+        var corrupt = file
+        corrupt[40] ^= 1
+        #expect(message(corrupt).contains("CRC mismatch"))
+        #expect(
+            message(Array(file[..<30])).contains("truncated") || message(Array(file[..<30])).contains("past the end"))
+        let grey = PNG.bigEndian(UInt32(width)) + PNG.bigEndian(UInt32(height)) + [8, 0, 0, 0, 0]
+        let greyFile = Array(file[..<8]) + chunk("IHDR", grey) + Array(file[(8 + 25)...])
+        #expect(message(greyFile).contains("colour type 0"))
+        #expect(message([1, 2, 3]).contains("signature"))
     }
-    return (width, height, out)
 }

@@ -316,7 +316,7 @@ final class Box<T>: @unchecked Sendable {
         #expect(throws: EngineError.self) { try pool.run(job, steps: 1, on: [0]) }
         let want = try LocalEngine(model: tinyModel).generateLatent(request)
         #expect(relativeError(try pool.latent(job), want) <= 1e-4)
-        let decoded = try decodePNG([UInt8](try pool.png(job)))
+        let decoded = try PNG.decode([UInt8](try pool.png(job)))
         let pixels = Patches.toBytes(Patches.unpatchify(try pool.latent(job), config: .tiny, width: 48, height: 40))
         #expect(decoded.rgb == pixels)
     }
@@ -339,7 +339,7 @@ final class Box<T>: @unchecked Sendable {
         try process.run()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
-        let decoded = try decodePNG([UInt8](try Data(contentsOf: URL(fileURLWithPath: out))))
+        let decoded = try PNG.decode([UInt8](try Data(contentsOf: URL(fileURLWithPath: out))))
         #expect(decoded.width == 40 && decoded.height == 24)
         let want = try LocalEngine(model: tinyModel).generateImage(
             GenerationRequest(prompt: "a small test", width: 40, height: 24, steps: 4, seed: 3))
