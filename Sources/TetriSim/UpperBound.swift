@@ -36,6 +36,9 @@ public struct UpperBound: Sendable, Equatable {
     public var components: Int
     /// Capacity constraints the solver was given (all of them for ``Method/fullModel``).
     public var cuts: Int
+    /// Groups whose integer program stopped at the solver time limit: their count is the bound
+    /// the search proved over the constraints it had, not the optimum (0 without a limit).
+    public var unfinishedComponents = 0
     /// Intervals where, with every request met, some whole-node exclusion row of ``Exclusive``
     /// is violated (0 when the bound was computed without them).
     public var exclusiveConstraints = 0
@@ -85,9 +88,16 @@ public struct UpperBound: Sendable, Equatable {
     ///     (the default; `false` gives the bound without it, never tighter).
     /// - Throws: ``SimulationError/unknownResolution(id:_:profile:known:)`` when the trace has a
     ///   class the profile lacks, ``BoundError`` when the solver fails.
+    ///   - solverTimeLimit: how long one integer solve of the capacity program may search before
+    ///     it stops with the bound it has proved (the best bound of its open subproblems, over the
+    ///     constraints it has so far: still an upper bound, possibly looser). `nil`, the default,
+    ///     searches to the optimum, which keeps the bound deterministic.
+    ///   - progress: called with a line at each stage and each solver round, for a caller that
+    ///     shows progress on long runs.
     public static func compute(
         trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes, partialWindows: Bool = true,
-        exclusiveTime: Bool = true, stepCounts: Bool = true
+        exclusiveTime: Bool = true, stepCounts: Bool = true, solverTimeLimit: Duration? = nil,
+        progress: ((String) -> Void)? = nil
     ) throws -> UpperBound {
         guard gpus >= 1 else { throw SimulationError.invalidGPUCount(gpus) }
         let reqs = trace.requests
@@ -190,14 +200,19 @@ public struct UpperBound: Sendable, Equatable {
 
         // Requests linked by a constraint form one integer program.
         let roots = Set(linkedRoots.map(find)).sorted()
+        progress?(
+            "\(items.count) of \(reqs.count) requests can meet their deadline alone; \(constraints) capacity and "
+                + "\(exclusiveConstraints) exclusion intervals could bind, in \(roots.count) linked groups")
         var membersOf: [Int: [Int]] = [:]
         for i in items.indices { membersOf[find(i), default: []].append(i) }
         var met = items.count
         var cuts = 0
         var dropped = Set<Int>()
         var exclusiveCuts = 0
-        for root in roots {
+        var unfinished = 0
+        for (g, root) in roots.enumerated() {
             let members = membersOf[root]!
+            let label = "linked group \(g + 1) of \(roots.count) (\(members.count) requests)"
             // The group's own view: its items indexed from 0.
             let own = members.map { items[$0] }
             let groupEnergy = Energy(items: own, partialWindows: partialWindows)
@@ -211,7 +226,8 @@ public struct UpperBound: Sendable, Equatable {
                 terms: { t1, t2, among in groupEnergy.terms(t1, t2, among: among) },
                 exclusive: groupExclusive.map { groupExclusive in
                     { t1, t2, among in groupExclusive.terms(t1, t2, among: among) }
-                })
+                }, timeLimit: solverTimeLimit, progress: progress.map { report in { report("\(label): \($0)") } })
+            if solved.stopped { unfinished += 1 }
             for (k, v) in solved.x.enumerated() where v < 0.5 { dropped.insert(members[k]) }
             met -= members.count - solved.met
             cuts += solved.cuts
@@ -222,8 +238,9 @@ public struct UpperBound: Sendable, Equatable {
         var refined = StepCountSummary()
         if stepCounts {
             let widths = allowed.map { model.degrees[$0] }
-            for group in overlapGroups(arrival: items.map(\.arrival), deadline: items.map(\.deadline))
-            where group.count > 1 {
+            let groups = overlapGroups(arrival: items.map(\.arrival), deadline: items.map(\.deadline))
+                .filter { $0.count > 1 }
+            for (g, group) in groups.enumerated() {
                 let cap = group.filter { !dropped.contains($0) }.count
                 guard cap > 0 else { continue }
                 guard group.count <= StepCounts.largestGroup else {
@@ -234,6 +251,8 @@ public struct UpperBound: Sendable, Equatable {
                     arrival: group.map { items[$0].arrival }, deadline: group.map { items[$0].deadline },
                     steps: group.map { items[$0].steps }, time: group.map { items[$0].time }, degrees: widths,
                     gpus: gpus)
+                progress?(
+                    "step counts: group \(g + 1) of \(groups.count) (\(group.count) requests, at most \(cap) met)")
                 let solved = try program.optimum(cap: cap)
                 refined.groups += 1
                 if !solved.exact { refined.unfinished += 1 }
@@ -255,7 +274,7 @@ public struct UpperBound: Sendable, Equatable {
         for r in reqs where chosenSet.contains(r.id) { chosenPerClass[r.resolution, default: 0] += 1 }
         return UpperBound(
             requests: reqs.count, met: met, standaloneInfeasible: infeasible, perClass: perClass,
-            constraints: constraints, components: roots.count, cuts: cuts,
+            constraints: constraints, components: roots.count, cuts: cuts, unfinishedComponents: unfinished,
             exclusiveConstraints: exclusiveConstraints, exclusiveCuts: exclusiveCuts,
             stepCounts: refined, chosen: chosen, chosenPerClass: chosenPerClass)
     }
@@ -540,6 +559,35 @@ public struct UpperBound: Sendable, Equatable {
     /// Solves the integer program in `lp` exactly (branch-and-cut, with presolve unless the LP
     /// relaxation has just been solved to optimality in `lp`, whose basis it then starts from).
     private static func integerOptimum(_ lp: OpaquePointer, presolve: Bool = true) throws -> Int {
+        switch try integerSearch(lp, presolve: presolve, timeLimit: nil, ceiling: .infinity) {
+        case .optimum(let met): met
+        case .stopped(let bound, _): bound
+        }
+    }
+
+    /// How an integer search ended: at the optimum, or at the time limit with the best bound it
+    /// proved and whether it had found an integer solution (then in `lp`'s MIP values).
+    enum IntegerOutcome: Equatable {
+        case optimum(Int)
+        case stopped(bound: Int, incumbent: Bool)
+    }
+
+    /// The branch-and-bound callback's state.
+    struct IntegerSearch {
+        var start: ContinuousClock.Instant
+        var limit: Duration
+        var bound = -Double.infinity
+        var stopped = false
+    }
+
+    /// Branch-and-cut on `lp`; with `timeLimit`, the search stops at the first node selection after
+    /// the limit and reports the best of the open subproblems' bounds and the incumbent, which
+    /// bounds every integer solution, and no more than `ceiling` (a bound known before, such as
+    /// the LP relaxation's optimum: a subproblem not yet solved, the root among them, has an
+    /// infinite bound).
+    static func integerSearch(
+        _ lp: OpaquePointer, presolve: Bool, timeLimit: Duration?, ceiling: Double
+    ) throws -> IntegerOutcome {
         var parm = glp_iocp()
         glp_init_iocp(&parm)
         parm.presolve = presolve ? GLP_ON : GLP_OFF
@@ -547,11 +595,37 @@ public struct UpperBound: Sendable, Equatable {
         parm.cov_cuts = GLP_ON
         parm.mir_cuts = GLP_ON
         parm.clq_cuts = GLP_ON
-        let rc = glp_intopt(lp, &parm)
+        var search = IntegerSearch(start: .now, limit: timeLimit ?? .zero)
+        if timeLimit != nil {
+            parm.cb_func = { tree, info in
+                guard let tree, let info, glp_ios_reason(tree) == GLP_ISELECT else { return }
+                let search = info.assumingMemoryBound(to: IntegerSearch.self)
+                guard ContinuousClock.now - search.pointee.start > search.pointee.limit else { return }
+                // At selection no subproblem is current: the active ones hold every solution not
+                // yet found, so the best of their bounds and the incumbent bounds the optimum.
+                let best = glp_ios_best_node(tree)
+                search.pointee.bound = best == 0 ? -.infinity : glp_ios_node_bound(tree, best)
+                search.pointee.stopped = true
+                glp_ios_terminate(tree)
+            }
+        }
+        let rc = withUnsafeMutablePointer(to: &search) { pointer in
+            parm.cb_info = UnsafeMutableRawPointer(pointer)
+            return glp_intopt(lp, &parm)
+        }
+        if search.stopped {
+            let status = glp_mip_status(lp)
+            let found = status == GLP_FEAS || status == GLP_OPT
+            let proved = min(max(found ? glp_mip_obj_val(lp) : 0, search.bound), ceiling)
+            guard proved.isFinite, proved < 1e15 else {
+                throw BoundError.solver("the search stopped at its time limit without a finite bound")
+            }
+            return .stopped(bound: max(0, Int((proved + 1e-6).rounded(.down))), incumbent: found)
+        }
         guard rc == 0, glp_mip_status(lp) == GLP_OPT else {
             throw BoundError.solver("GLPK glp_intopt returned \(rc), status \(glp_mip_status(lp))")
         }
-        return Int(glp_mip_obj_val(lp).rounded())
+        return .optimum(Int(glp_mip_obj_val(lp).rounded()))
     }
 
     /// The same integer program as the full model over one linked group, with the interval
@@ -573,8 +647,9 @@ public struct UpperBound: Sendable, Equatable {
     static func solveByCuts(
         count n: Int, starts: [Micros], ends: [Micros], gpus: Int, initial: [Interval] = [],
         deadline: [Micros], terms: (Micros, Micros, [Int]) -> [(Int, Int64)],
-        exclusive: ((Micros, Micros, [Int]) -> [Exclusive.Term])? = nil
-    ) throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) {
+        exclusive: ((Micros, Micros, [Int]) -> [Exclusive.Term])? = nil, timeLimit: Duration? = nil,
+        progress: ((String) -> Void)? = nil
+    ) throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double], stopped: Bool) {
         struct ExclusionRow: Hashable {
             var interval: Interval
             /// The requests charged their running time (the set `J`), ascending.
@@ -626,7 +701,9 @@ public struct UpperBound: Sendable, Equatable {
             }
         }
         let everyone = Array(0..<n)
-        return try withMaximisation { lp throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double]) in
+        let start = ContinuousClock.now
+        return try withMaximisation {
+            lp throws -> (met: Int, cuts: Int, exclusiveCuts: Int, x: [Double], stopped: Bool) in
             glp_add_cols(lp, Int32(n))
             for k in 1...Int32(n) {
                 glp_set_col_kind(lp, k, GLP_BV)
@@ -693,8 +770,13 @@ public struct UpperBound: Sendable, Equatable {
                 }
             }
             let loose: (Int64) -> Double = { 1 + 1e-6 * Double($0) }
+            var round = 0
             while true {
                 try relaxation()
+                round += 1
+                progress?(
+                    "relaxation round \(round): \(added.count) intervals and \(addedRows.count) exclusion rows, "
+                        + "at most \(String(format: "%.2f", glp_get_obj_val(lp))) met")
                 let x = (0..<n).map { glp_get_col_prim(lp, Int32($0 + 1)) }
                 let capacity = add(separate(x, slack: loose))
                 let exclusion = addExclusive(separateExclusive(x, slack: loose))
@@ -703,13 +785,32 @@ public struct UpperBound: Sendable, Equatable {
             // The integer program, until its optimum overfills no interval and violates no
             // exclusion row (exact arithmetic on whole microseconds; a row already in the program
             // that the solver's tolerance let through ends the loop, as it would in the full model).
+            round = 0
             while true {
                 try relaxation()
-                let met = try integerOptimum(lp, presolve: false)
-                let x = (0..<n).map { glp_mip_col_val(lp, Int32($0 + 1)).rounded() }
-                let capacity = add(separate(x, slack: { _ in 0.5 }))
-                let exclusion = addExclusive(separateExclusive(x, slack: { _ in 0.5 }))
-                if !capacity && !exclusion { return (met, added.count, addedRows.count, x) }
+                round += 1
+                let left = timeLimit.map { max(.zero, $0 - (ContinuousClock.now - start)) }
+                // The relaxation just solved bounds every integer solution of this program.
+                let ceiling = glp_get_obj_val(lp)
+                switch try integerSearch(lp, presolve: false, timeLimit: left, ceiling: ceiling) {
+                case .optimum(let met):
+                    progress?("integer round \(round): \(met) met over \(added.count) intervals")
+                    let x = (0..<n).map { glp_mip_col_val(lp, Int32($0 + 1)).rounded() }
+                    let capacity = add(separate(x, slack: { _ in 0.5 }))
+                    let exclusion = addExclusive(separateExclusive(x, slack: { _ in 0.5 }))
+                    if !capacity && !exclusion { return (met, added.count, addedRows.count, x, false) }
+                case .stopped(let bound, let incumbent):
+                    // The constraints so far are a subset of the model's, so what the search proved
+                    // over them bounds the model too. The incumbent (or the relaxation rounded)
+                    // stands for the chosen requests.
+                    progress?("integer round \(round): time limit reached, at most \(bound) met")
+                    let x = (0..<n).map {
+                        incumbent
+                            ? glp_mip_col_val(lp, Int32($0 + 1)).rounded()
+                            : (glp_get_col_prim(lp, Int32($0 + 1)) > 0.5 ? 1 : 0)
+                    }
+                    return (min(bound, n), added.count, addedRows.count, x, true)
+                }
             }
         }
     }
@@ -762,6 +863,8 @@ extension UpperBound {
         public var stepCountCut: Int = 0
         public var stepCountSkipped: Int = 0
         public var components: Int
+        /// Linked groups whose integer program stopped at the solver time limit.
+        public var componentsUnfinished: Int = 0
         public var perResolution: [String: ClassBound]
         /// Ids of the requests the optimum meets (ascending), as ``UpperBound/chosen``: not a
         /// schedule.
@@ -773,6 +876,7 @@ extension UpperBound {
 
         enum CodingKeys: String, CodingKey {
             case profile, gpus, requests, components
+            case componentsUnfinished = "components_unfinished"
             case achievableMet = "achievable_met"
             case achievableSAR = "achievable_sar"
             case upperBoundMet = "upper_bound_met"
@@ -796,7 +900,7 @@ extension UpperBound {
             capacityConstraints: constraints, solverConstraints: cuts, exclusionConstraints: exclusiveConstraints,
             exclusionSolverRows: exclusiveCuts, stepCountGroups: stepCounts.groups,
             stepCountUnfinished: stepCounts.unfinished, stepCountCut: stepCounts.cut,
-            stepCountSkipped: stepCounts.skipped, components: components,
+            stepCountSkipped: stepCounts.skipped, components: components, componentsUnfinished: unfinishedComponents,
             perResolution: Dictionary(
                 uniqueKeysWithValues: perClass.map {
                     (
@@ -819,6 +923,11 @@ extension UpperBound {
         }
         lines.append(
             "capacity constraints: \(constraints) in \(components) linked groups (\(cuts) given to the solver)")
+        if unfinishedComponents > 0 {
+            lines.append(
+                "solver time limit: \(unfinishedComponents) linked groups stopped with a proved bound, not the optimum "
+                    + "(the bound holds but may be looser)")
+        }
         lines.append(
             "whole-node exclusion: \(exclusiveConstraints) intervals could bind (\(exclusiveCuts) rows given to the solver)"
         )

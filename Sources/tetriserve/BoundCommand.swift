@@ -58,6 +58,14 @@ struct BoundCommand: ParsableCommand {
             """)
     var noStepCounts = false
 
+    @Option(
+        help: """
+            Seconds one linked group's integer search may take before it stops with the bound it has proved \
+            (still an upper bound, possibly looser; the output says how many groups stopped). 0: no limit, \
+            search to the optimum as the experiment tables do.
+            """)
+    var solverTimeLimit: Double = 120
+
     @Flag(
         help: """
             Skip the clairvoyant schedule: by default the bound's chosen requests are scheduled alone with \
@@ -76,10 +84,26 @@ struct BoundCommand: ParsableCommand {
         guard gpus >= 1 && gpus <= GPUSet.capacity else {
             throw UserError("--gpus must be in 1...\(GPUSet.capacity), got \(gpus)")
         }
+        guard solverTimeLimit >= 0, solverTimeLimit.isFinite else {
+            throw UserError("--solver-time-limit must be a number of seconds ≥ 0, got \(solverTimeLimit)")
+        }
+        // Progress on standard error once a run has taken a few seconds, at most one line every
+        // two seconds, so a quick bound prints nothing extra.
+        let start = ContinuousClock.now
+        var lastLine = start
+        let progress: (String) -> Void = { line in
+            let now = ContinuousClock.now
+            guard now - start >= .seconds(3), now - lastLine >= .seconds(2) else { return }
+            lastLine = now
+            let seconds = Double((now - start).components.seconds)
+            log("bound [\(String(format: "%.0f", seconds)) s]: \(line)")
+        }
         let bound = try userFacing {
             try UpperBound.compute(
                 trace: trace, model: model, gpus: gpus, method: fullModel ? .fullModel : .cuttingPlanes,
-                partialWindows: !wholeWindows, exclusiveTime: !noWholeNodeExclusion, stepCounts: !noStepCounts)
+                partialWindows: !wholeWindows, exclusiveTime: !noWholeNodeExclusion, stepCounts: !noStepCounts,
+                solverTimeLimit: solverTimeLimit > 0 ? .milliseconds(Int64((solverTimeLimit * 1000).rounded())) : nil,
+                progress: progress)
         }
         var lines = bound.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var report = bound.report(profile: model.name, gpus: gpus)

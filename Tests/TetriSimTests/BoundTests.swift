@@ -406,6 +406,52 @@ func wholeStepCountsMeetEveryone(_ trace: Trace, model m: CostModel, gpus: Int) 
         }
     }
 
+    /// With a time limit of zero, an integer search stops at its first node selection and reports
+    /// the bound it proved over the constraints it had: never below the optimum, never above the
+    /// requests that can be met alone, the optimum itself when no group stopped; progress lines
+    /// name the rounds.
+    @Test func aSolverTimeLimitStopsWithABoundNotBelowTheOptimum() throws {
+        let m = try tinyModel()
+        var rng = SeededRandom(seed: 29)
+        var stopped = 0
+        for _ in 0..<30 {
+            let gpus = Int.random(in: 2...4, using: &rng)
+            let n = Int.random(in: 12...30, using: &rng)
+            let reqs = (0..<n).map { id in
+                let big = Bool.random(using: &rng)
+                let steps = Int.random(in: 1...6, using: &rng)
+                let fastest: Micros = big ? 9_000 : 4_000
+                return TraceRequest(
+                    id: id, arrival: Micros.random(in: 0...40, using: &rng) * 1_000,
+                    resolution: square(big ? 512 : 256), steps: steps,
+                    slo: Micros(steps) * fastest * Micros.random(in: 10...30, using: &rng) / 10)
+            }
+            let t = try Trace(reqs)
+            let exact = try UpperBound.compute(trace: t, model: m, gpus: gpus, stepCounts: false)
+            var lines: [String] = []
+            let limited = try UpperBound.compute(
+                trace: t, model: m, gpus: gpus, stepCounts: false, solverTimeLimit: .zero,
+                progress: { lines.append($0) })
+            let alone = n - limited.standaloneInfeasible.values.reduce(0, +)
+            #expect(limited.met >= exact.met && limited.met <= alone, "trace \(reqs) on \(gpus) GPUs")
+            #expect(exact.unfinishedComponents == 0)
+            if limited.unfinishedComponents == 0 { #expect(limited.met == exact.met) }
+            stopped += limited.unfinishedComponents
+            if limited.components > 0 {
+                #expect(lines.contains { $0.contains("relaxation round 1") })
+                #expect(lines.first?.contains("can meet their deadline alone") == true)
+            }
+            if limited.unfinishedComponents > 0 {
+                #expect(
+                    limited.text.contains("solver time limit: \(limited.unfinishedComponents) linked groups stopped"))
+                #expect(
+                    limited.report(profile: "tiny", gpus: gpus).componentsUnfinished == limited.unfinishedComponents)
+            }
+        }
+        // Overloaded traces need branching, so some searches stop.
+        #expect(stopped > 0)
+    }
+
     @Test func cuttingPlanesGiveTheFullModelsOptimum() throws {
         let m = try tinyModel()
         var rng = SeededRandom(seed: 23)
