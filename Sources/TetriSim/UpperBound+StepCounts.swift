@@ -142,54 +142,21 @@ extension UpperBound {
                 }
                 glp_load_matrix(lp, Int32(ia.count - 1), ia, ja, ar)
 
-                var search = Search(limit: Self.nodeLimit)
                 var parm = glp_iocp()
                 glp_init_iocp(&parm)
                 parm.presolve = GLP_ON
                 parm.msg_lev = GLP_MSG_OFF
                 parm.mir_cuts = GLP_ON
-                parm.cb_func = { tree, info in
-                    guard let tree, let info, glp_ios_reason(tree) == GLP_ISELECT else { return }
-                    let search = info.assumingMemoryBound(to: Search.self)
-                    var activeNodes: Int32 = 0
-                    var nodes: Int32 = 0
-                    var total: Int32 = 0
-                    glp_ios_tree_size(tree, &activeNodes, &nodes, &total)
-                    guard total > search.pointee.limit else { return }
-                    // At selection no subproblem is current: the active ones hold every solution
-                    // not yet found, so the best of their bounds and the incumbent bounds the optimum.
-                    let best = glp_ios_best_node(tree)
-                    search.pointee.bound = best == 0 ? -.infinity : glp_ios_node_bound(tree, best)
-                    search.pointee.stopped = true
-                    glp_ios_terminate(tree)
+                switch try UpperBound.integerSearch(
+                    lp, parameters: parm, nodeLimit: Self.nodeLimit, ceiling: Double(cap))
+                {
+                case .stopped(let bound, _):
+                    return (min(cap, bound), nil, false)
+                case .optimum:
+                    let x = (0..<n).map { glp_mip_col_val(lp, xColumn($0)) > 0.5 }
+                    return (x.filter { $0 }.count, x, true)
                 }
-                let rc = withUnsafeMutablePointer(to: &search) { pointer in
-                    parm.cb_info = UnsafeMutableRawPointer(pointer)
-                    return glp_intopt(lp, &parm)
-                }
-                if search.stopped {
-                    let status = glp_mip_status(lp)
-                    let incumbent = status == GLP_FEAS || status == GLP_OPT ? glp_mip_obj_val(lp) : 0
-                    let proved = Int((max(incumbent, search.bound) + 1e-6).rounded(.down))
-                    return (min(cap, max(0, proved)), nil, false)
-                }
-                if rc == GLP_ENOPFS || glp_mip_status(lp) == GLP_NOFEAS {
-                    // x = 0 is always feasible; a presolver verdict otherwise is a solver fault.
-                    throw BoundError.solver("GLPK found the step-count program infeasible")
-                }
-                guard rc == 0, glp_mip_status(lp) == GLP_OPT else {
-                    throw BoundError.solver("GLPK glp_intopt returned \(rc), status \(glp_mip_status(lp))")
-                }
-                let x = (0..<n).map { glp_mip_col_val(lp, xColumn($0)) > 0.5 }
-                return (x.filter { $0 }.count, x, true)
             }
-        }
-
-        /// The branch-and-bound callback's state.
-        struct Search {
-            var limit: Int32
-            var bound = -Double.infinity
-            var stopped = false
         }
     }
 

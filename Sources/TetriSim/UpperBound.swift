@@ -559,35 +559,14 @@ public struct UpperBound: Sendable, Equatable {
     /// Solves the integer program in `lp` exactly (branch-and-cut, with presolve unless the LP
     /// relaxation has just been solved to optimality in `lp`, whose basis it then starts from).
     private static func integerOptimum(_ lp: OpaquePointer, presolve: Bool = true) throws -> Int {
-        switch try integerSearch(lp, presolve: presolve, timeLimit: nil, ceiling: .infinity) {
+        switch try integerSearch(lp, parameters: capacityParameters(presolve: presolve), ceiling: .infinity) {
         case .optimum(let met): met
         case .stopped(let bound, _): bound
         }
     }
 
-    /// How an integer search ended: at the optimum, or at the time limit with the best bound it
-    /// proved and whether it had found an integer solution (then in `lp`'s MIP values).
-    enum IntegerOutcome: Equatable {
-        case optimum(Int)
-        case stopped(bound: Int, incumbent: Bool)
-    }
-
-    /// The branch-and-bound callback's state.
-    struct IntegerSearch {
-        var start: ContinuousClock.Instant
-        var limit: Duration
-        var bound = -Double.infinity
-        var stopped = false
-    }
-
-    /// Branch-and-cut on `lp`; with `timeLimit`, the search stops at the first node selection after
-    /// the limit and reports the best of the open subproblems' bounds and the incumbent, which
-    /// bounds every integer solution, and no more than `ceiling` (a bound known before, such as
-    /// the LP relaxation's optimum: a subproblem not yet solved, the root among them, has an
-    /// infinite bound).
-    static func integerSearch(
-        _ lp: OpaquePointer, presolve: Bool, timeLimit: Duration?, ceiling: Double
-    ) throws -> IntegerOutcome {
+    /// Branch-and-cut settings of the capacity program: cover, MIR and clique cuts.
+    static func capacityParameters(presolve: Bool) -> glp_iocp {
         var parm = glp_iocp()
         glp_init_iocp(&parm)
         parm.presolve = presolve ? GLP_ON : GLP_OFF
@@ -595,12 +574,48 @@ public struct UpperBound: Sendable, Equatable {
         parm.cov_cuts = GLP_ON
         parm.mir_cuts = GLP_ON
         parm.clq_cuts = GLP_ON
-        var search = IntegerSearch(start: .now, limit: timeLimit ?? .zero)
-        if timeLimit != nil {
+        return parm
+    }
+
+    /// How an integer search ended: at the optimum, or at a limit with the best bound it proved
+    /// and whether it had found an integer solution (then in `lp`'s MIP values).
+    enum IntegerOutcome: Equatable {
+        case optimum(Int)
+        case stopped(bound: Int, incumbent: Bool)
+    }
+
+    /// The branch-and-bound callback's state.
+    struct IntegerSearch {
+        var nodes: Int32?
+        var deadline: ContinuousClock.Instant?
+        var bound = -Double.infinity
+        var stopped = false
+    }
+
+    /// Branch-and-cut on `lp` with `parameters` (their callback is replaced). With a node limit
+    /// (a count, so the result is the same on every machine) or a time limit, the search stops
+    /// at the first node selection past either and reports the best of the open subproblems'
+    /// bounds and the incumbent, which bounds every integer solution, and no more than `ceiling`
+    /// (a bound known before, such as the LP relaxation's optimum: a subproblem not yet solved,
+    /// the root among them, has an infinite bound).
+    static func integerSearch(
+        _ lp: OpaquePointer, parameters: glp_iocp, nodeLimit: Int32? = nil, timeLimit: Duration? = nil,
+        ceiling: Double
+    ) throws -> IntegerOutcome {
+        var parm = parameters
+        var search = IntegerSearch(nodes: nodeLimit, deadline: timeLimit.map { ContinuousClock.now + $0 })
+        parm.cb_func = nil
+        if nodeLimit != nil || timeLimit != nil {
             parm.cb_func = { tree, info in
                 guard let tree, let info, glp_ios_reason(tree) == GLP_ISELECT else { return }
                 let search = info.assumingMemoryBound(to: IntegerSearch.self)
-                guard ContinuousClock.now - search.pointee.start > search.pointee.limit else { return }
+                var activeNodes: Int32 = 0
+                var nodes: Int32 = 0
+                var total: Int32 = 0
+                glp_ios_tree_size(tree, &activeNodes, &nodes, &total)
+                let pastNodes = search.pointee.nodes.map { total > $0 } ?? false
+                let pastTime = search.pointee.deadline.map { ContinuousClock.now > $0 } ?? false
+                guard pastNodes || pastTime else { return }
                 // At selection no subproblem is current: the active ones hold every solution not
                 // yet found, so the best of their bounds and the incumbent bounds the optimum.
                 let best = glp_ios_best_node(tree)
@@ -618,9 +633,13 @@ public struct UpperBound: Sendable, Equatable {
             let found = status == GLP_FEAS || status == GLP_OPT
             let proved = min(max(found ? glp_mip_obj_val(lp) : 0, search.bound), ceiling)
             guard proved.isFinite, proved < 1e15 else {
-                throw BoundError.solver("the search stopped at its time limit without a finite bound")
+                throw BoundError.solver("the search stopped at its limit without a finite bound")
             }
             return .stopped(bound: max(0, Int((proved + 1e-6).rounded(.down))), incumbent: found)
+        }
+        if rc == GLP_ENOPFS || glp_mip_status(lp) == GLP_NOFEAS {
+            // x = 0 is always feasible; a presolver verdict otherwise is a solver fault.
+            throw BoundError.solver("GLPK found the integer program infeasible")
         }
         guard rc == 0, glp_mip_status(lp) == GLP_OPT else {
             throw BoundError.solver("GLPK glp_intopt returned \(rc), status \(glp_mip_status(lp))")
@@ -792,7 +811,9 @@ public struct UpperBound: Sendable, Equatable {
                 let left = timeLimit.map { max(.zero, $0 - (ContinuousClock.now - start)) }
                 // The relaxation just solved bounds every integer solution of this program.
                 let ceiling = glp_get_obj_val(lp)
-                switch try integerSearch(lp, presolve: false, timeLimit: left, ceiling: ceiling) {
+                switch try integerSearch(
+                    lp, parameters: capacityParameters(presolve: false), timeLimit: left, ceiling: ceiling)
+                {
                 case .optimum(let met):
                     progress?("integer round \(round): \(met) met over \(added.count) intervals")
                     let x = (0..<n).map { glp_mip_col_val(lp, Int32($0 + 1)).rounded() }

@@ -59,6 +59,7 @@ struct BoundCommand: ParsableCommand {
     var noStepCounts = false
 
     @Option(
+        parsing: .unconditional,
         help: """
             Seconds one linked group's integer search may take before it stops with the bound it has proved \
             (still an upper bound, possibly looser; the output says how many groups stopped). 0: no limit, \

@@ -99,5 +99,10 @@ func runCLI(_ arguments: [String], in directory: URL? = nil) throws -> (Int32, S
         #expect(online <= upper)
         let (s4, skipped, _) = try runCLI(["bound", "--trace", trace, "--no-achievable"])
         #expect(s4 == 0 && !skipped.contains("achievable_sar") && skipped.contains("upper_bound_sar="))
+        // The JSON says how many linked groups stopped at the solver time limit; a bad limit is
+        // refused by name.
+        #expect(result["components_unfinished"] as? Int == 0)
+        let (s5, _, bad) = try runCLI(["bound", "--trace", trace, "--solver-time-limit", "-1"])
+        #expect(s5 != 0 && bad.contains("--solver-time-limit must be a number of seconds"), "\(bad)")
     }
 }

@@ -15,6 +15,24 @@ func tinyModel() throws -> CostModel {
             ]))
 }
 
+/// Random requests for ``tinyModel()``: 256² or 512², 1–6 steps, arriving in the first
+/// `arrivalsMs` milliseconds, each with an SLO of its fastest run times 1.0–4.0 (in tenths from
+/// `sloTenths`).
+func randomTinyRequests(
+    count: ClosedRange<Int>, arrivalsMs: Micros, sloTenths: ClosedRange<Micros>, using rng: inout SeededRandom
+) -> [TraceRequest] {
+    let n = Int.random(in: count, using: &rng)
+    return (0..<n).map { id in
+        let big = Bool.random(using: &rng)
+        let steps = Int.random(in: 1...6, using: &rng)
+        let fastest: Micros = big ? 9_000 : 4_000
+        return TraceRequest(
+            id: id, arrival: Micros.random(in: 0...arrivalsMs, using: &rng) * 1_000,
+            resolution: square(big ? 512 : 256), steps: steps,
+            slo: Micros(steps) * fastest * Micros.random(in: sloTenths, using: &rng) / 10)
+    }
+}
+
 /// The true optimum of a tiny trace by exhaustive search over step-level schedules: at every
 /// arrival and step completion, each waiting request either waits or starts one step at any
 /// degree that fits the free GPUs (degrees may change from step to step).
@@ -416,16 +434,8 @@ func wholeStepCountsMeetEveryone(_ trace: Trace, model m: CostModel, gpus: Int) 
         var stopped = 0
         for _ in 0..<30 {
             let gpus = Int.random(in: 2...4, using: &rng)
-            let n = Int.random(in: 12...30, using: &rng)
-            let reqs = (0..<n).map { id in
-                let big = Bool.random(using: &rng)
-                let steps = Int.random(in: 1...6, using: &rng)
-                let fastest: Micros = big ? 9_000 : 4_000
-                return TraceRequest(
-                    id: id, arrival: Micros.random(in: 0...40, using: &rng) * 1_000,
-                    resolution: square(big ? 512 : 256), steps: steps,
-                    slo: Micros(steps) * fastest * Micros.random(in: 10...30, using: &rng) / 10)
-            }
+            let reqs = randomTinyRequests(count: 12...30, arrivalsMs: 40, sloTenths: 10...30, using: &rng)
+            let n = reqs.count
             let t = try Trace(reqs)
             let exact = try UpperBound.compute(trace: t, model: m, gpus: gpus, stepCounts: false)
             var lines: [String] = []
@@ -459,16 +469,7 @@ func wholeStepCountsMeetEveryone(_ trace: Trace, model m: CostModel, gpus: Int) 
         var lazier = 0
         for _ in 0..<60 {
             let gpus = Int.random(in: 2...4, using: &rng)
-            let n = Int.random(in: 6...24, using: &rng)
-            let reqs = (0..<n).map { id in
-                let big = Bool.random(using: &rng)
-                let steps = Int.random(in: 1...6, using: &rng)
-                let fastest: Micros = big ? 9_000 : 4_000
-                return TraceRequest(
-                    id: id, arrival: Micros.random(in: 0...60, using: &rng) * 1_000,
-                    resolution: square(big ? 512 : 256), steps: steps,
-                    slo: Micros(steps) * fastest * Micros.random(in: 10...40, using: &rng) / 10)
-            }
+            let reqs = randomTinyRequests(count: 6...24, arrivalsMs: 60, sloTenths: 10...40, using: &rng)
             let t = try Trace(reqs)
             // The methods differ before the step-count stage, which is left out here.
             let full = try UpperBound.compute(trace: t, model: m, gpus: gpus, method: .fullModel, stepCounts: false)
