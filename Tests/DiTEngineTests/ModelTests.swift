@@ -183,5 +183,8 @@ let tinyModel = try! DiTModel(config: .tiny, seed: 42)
         let greyFile = Array(file[..<8]) + chunk("IHDR", grey) + Array(file[(8 + 25)...])
         #expect(message(greyFile).contains("colour type 0"))
         #expect(message([1, 2, 3]).contains("signature"))
+        let huge = PNG.bigEndian(5000) + PNG.bigEndian(UInt32(height)) + [8, 2, 0, 0, 0]
+        #expect(
+            message(Array(file[..<8]) + chunk("IHDR", huge) + Array(file[(8 + 25)...])).contains("larger than 4096"))
     }
 }

@@ -77,8 +77,8 @@ public enum PNG {
             i += 12 + length
         }
         guard width > 0, height > 0 else { throw bad("no IHDR or an empty image") }
-        // The engine's largest class is 512²; a hostile header must not allocate gigabytes.
-        guard width <= 16384, height <= 16384 else { throw bad("\(width)x\(height) is larger than 16384x16384") }
+        // The engine's largest class is 512²; a hostile header must not allocate hundreds of MB.
+        guard width <= 4096, height <= 4096 else { throw bad("\(width)x\(height) is larger than 4096x4096") }
         let stride = width * 3
         var raw = [UInt8](repeating: 0, count: height * (stride + 1))
         var rawLength = uLong(raw.count)
