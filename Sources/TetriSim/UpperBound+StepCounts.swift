@@ -151,7 +151,8 @@ extension UpperBound {
                     lp, parameters: parm, nodeLimit: Self.nodeLimit, ceiling: Double(cap))
                 {
                 case .stopped(let bound, _):
-                    return (min(cap, bound), nil, false)
+                    // At most `cap`: the search's ceiling.
+                    return (bound, nil, false)
                 case .optimum:
                     let x = (0..<n).map { glp_mip_col_val(lp, xColumn($0)) > 0.5 }
                     return (x.filter { $0 }.count, x, true)

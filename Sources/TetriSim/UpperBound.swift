@@ -86,14 +86,14 @@ public struct UpperBound: Sendable, Equatable {
     ///     default; `false` gives the bound without them, never tighter).
     ///   - stepCounts: then bound each group of overlapping windows again with ``StepCounts``
     ///     (the default; `false` gives the bound without it, never tighter).
-    /// - Throws: ``SimulationError/unknownResolution(id:_:profile:known:)`` when the trace has a
-    ///   class the profile lacks, ``BoundError`` when the solver fails.
     ///   - solverTimeLimit: how long one integer solve of the capacity program may search before
     ///     it stops with the bound it has proved (the best bound of its open subproblems, over the
     ///     constraints it has so far: still an upper bound, possibly looser). `nil`, the default,
     ///     searches to the optimum, which keeps the bound deterministic.
     ///   - progress: called with a line at each stage and each solver round, for a caller that
     ///     shows progress on long runs.
+    /// - Throws: ``SimulationError/unknownResolution(id:_:profile:known:)`` when the trace has a
+    ///   class the profile lacks, ``BoundError`` when the solver fails.
     public static func compute(
         trace: Trace, model: CostModel, gpus: Int, method: Method = .cuttingPlanes, partialWindows: Bool = true,
         exclusiveTime: Bool = true, stepCounts: Bool = true, solverTimeLimit: Duration? = nil,
@@ -556,20 +556,13 @@ public struct UpperBound: Sendable, Equatable {
         glp_set_mat_row(lp, r, Int32(columns.count), ind, val)
     }
 
-    /// Solves the integer program in `lp` exactly (branch-and-cut, with presolve unless the LP
-    /// relaxation has just been solved to optimality in `lp`, whose basis it then starts from).
-    private static func integerOptimum(_ lp: OpaquePointer, presolve: Bool = true) throws -> Int {
-        switch try integerSearch(lp, parameters: capacityParameters(presolve: presolve), ceiling: .infinity) {
-        case .optimum(let met): met
-        case .stopped(let bound, _): bound
-        }
-    }
-
-    /// Branch-and-cut settings of the capacity program: cover, MIR and clique cuts.
-    static func capacityParameters(presolve: Bool) -> glp_iocp {
+    /// Branch-and-cut settings of the capacity program: cover, MIR and clique cuts, no presolve
+    /// (the LP relaxation has just been solved to optimality in the problem, whose basis the
+    /// search starts from).
+    static func capacityParameters() -> glp_iocp {
         var parm = glp_iocp()
         glp_init_iocp(&parm)
-        parm.presolve = presolve ? GLP_ON : GLP_OFF
+        parm.presolve = GLP_OFF
         parm.msg_lev = GLP_MSG_OFF
         parm.cov_cuts = GLP_ON
         parm.mir_cuts = GLP_ON
@@ -812,7 +805,7 @@ public struct UpperBound: Sendable, Equatable {
                 // The relaxation just solved bounds every integer solution of this program.
                 let ceiling = glp_get_obj_val(lp)
                 switch try integerSearch(
-                    lp, parameters: capacityParameters(presolve: false), timeLimit: left, ceiling: ceiling)
+                    lp, parameters: capacityParameters(), timeLimit: left, ceiling: ceiling)
                 {
                 case .optimum(let met):
                     progress?("integer round \(round): \(met) met over \(added.count) intervals")
@@ -830,7 +823,7 @@ public struct UpperBound: Sendable, Equatable {
                             ? glp_mip_col_val(lp, Int32($0 + 1)).rounded()
                             : (glp_get_col_prim(lp, Int32($0 + 1)) > 0.5 ? 1 : 0)
                     }
-                    return (min(bound, n), added.count, addedRows.count, x, true)
+                    return (bound, added.count, addedRows.count, x, true)
                 }
             }
         }
