@@ -55,7 +55,9 @@ public enum Policies {
     ) -> RoundScheduler.Configuration? {
         switch name {
         case "tetriserve":
-            return .init(name: name, granularity: granularity, admission: true)
+            return .init(
+                name: name, granularity: granularity, admission: true, longSteps: true,
+                slackReserve: RoundScheduler.defaultSlackReserve)
         case "tetriserve-dp":
             return .init(name: name, granularity: granularity, placement: false, scaleUp: false, midRound: false)
         case "tetriserve-placement":

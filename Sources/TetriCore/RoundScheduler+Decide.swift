@@ -163,7 +163,8 @@ extension RoundScheduler {
                 Option(
                     choice: -1, width: 0, steps: 0, survives: noneSurvives,
                     cost: noneSurvives && configuration.priceFuture
-                        ? planCost(c, s, budget: planBudget(r.deadline - tNext)) : 0))
+                        ? planCost(c, s, budget: planBudget(r.deadline - tNext))
+                            + slackPrice(r.deadline - tNext - minFinish(c, s), gpus: view.gpus) : 0))
             var onTime = noneSurvives
             for o in c.widths.indices where c.widths[o] <= capacity {
                 // The step time on the free GPUs: crossing islands when no compact group is free.
@@ -171,17 +172,23 @@ extension RoundScheduler {
                 // The hand-off placement will charge when the request cannot stay on its GPUs, and
                 // the block's dispatch.
                 let h = handoffCharged(r, width: c.widths[o], free: free) + dispatch
-                let q = min(s, Int(max(0, window - h) / t))
+                // A long step runs once, past the boundary; the request's next decision comes
+                // when it ends.
+                let long = c.long[o]
+                let q = long ? 1 : min(s, Int(max(0, window - h) / t))
                 guard q >= 1 else { continue }
                 let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * t : 0
                 let survives: Bool
                 var cost = spent
+                let resume = long ? now + h + t : tNext
                 if q == s {
                     survives = now + h + Micros(q) * t <= r.deadline
                 } else {
-                    survives = tNext + minFinish(c, s - q) <= r.deadline
+                    survives = resume + minFinish(c, s - q) <= r.deadline
                     if survives && configuration.priceFuture {
-                        cost += planCost(c, s - q, budget: planBudget(r.deadline - tNext))
+                        cost +=
+                            planCost(c, s - q, budget: planBudget(r.deadline - resume))
+                            + slackPrice(r.deadline - resume - minFinish(c, s - q), gpus: view.gpus)
                     }
                 }
                 onTime = onTime || survives
@@ -198,6 +205,15 @@ extension RoundScheduler {
         optionStart.append(options.count)
 
         return RoundProblem(options: options, groupStart: optionStart, items: items, late: late, compact: compact)
+    }
+
+    /// What an option pays for leaving its request `slack` (time to the deadline beyond the
+    /// soonest finish) below the slack reserve: the GPU-time of the whole node (`gpus`) for each
+    /// microsecond short. Zero when the reserve is off.
+    @inline(__always)
+    func slackPrice(_ slack: Micros, gpus: Int) -> Int64 {
+        guard reserve > 0 else { return 0 }
+        return Int64(gpus) * max(0, reserve - slack)
     }
 
     /// The requests (indices into `view.requests`) that admission defers: Moore–Hodgson on

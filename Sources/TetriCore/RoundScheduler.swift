@@ -31,6 +31,10 @@ public struct RoundScheduler: Scheduler {
     /// requests as longer rounds at nearly every point measured (docs/scheduler.md, "Rounds").
     public static let defaultGranularity = 1
 
+    /// `tetriserve`'s slack reserve in ticks (``Configuration/slackReserve``); docs/scheduler.md
+    /// gives the measurements behind it.
+    public static let defaultSlackReserve = 4
+
     /// Which mechanisms run.
     public struct Configuration: Sendable, Equatable {
         public var name: String
@@ -68,12 +72,21 @@ public struct RoundScheduler: Scheduler {
         /// their deadlines together; the others wait for GPUs the kept ones leave, like late
         /// requests.
         public var admission: Bool
+        /// Long steps: a degree whose step is longer than a round is still an option, for one
+        /// step that runs past the boundary (its GPUs stay busy until it ends, and the request's
+        /// next decision comes then). Off, such degrees are not offered.
+        public var longSteps: Bool
+        /// The slack reserve, in ticks: an option that leaves its request less slack than this
+        /// (time to the deadline beyond the soonest finish) pays, on top of its GPU-time, the
+        /// whole node's GPU-time for every microsecond short, so that among equally many
+        /// survivors the packing spends slack last. 0 turns it off.
+        public var slackReserve: Int
 
         public init(
             name: String, granularity: Int = RoundScheduler.defaultGranularity, placement: Bool = true,
             scaleUp: Bool = true, midRound: Bool = true,
             elasticTicks: Bool = true, roundAware: Bool = true, priceFuture: Bool = true, admission: Bool = false,
-            fixedDegrees: [Int]? = nil
+            longSteps: Bool = false, slackReserve: Int = 0, fixedDegrees: [Int]? = nil
         ) {
             self.name = name
             self.granularity = granularity
@@ -84,6 +97,8 @@ public struct RoundScheduler: Scheduler {
             self.roundAware = roundAware
             self.priceFuture = priceFuture
             self.admission = admission
+            self.longSteps = longSteps
+            self.slackReserve = slackReserve
             self.fixedDegrees = fixedDegrees
         }
     }
@@ -99,6 +114,9 @@ public struct RoundScheduler: Scheduler {
         var planTime: [Int64]
         /// Step time on a group that crosses islands; nil where the profile forbids it.
         var crossTime: [Int64?]
+        /// Whether a step at each allowed degree is longer than a round (a long step, offered
+        /// for one step past the boundary; see ``Configuration/longSteps``).
+        var long: [Bool] = []
         /// `soonest[n]`: ``RoundScheduler/minFinish(_:_:)`` of `n` steps, for `n` below
         /// ``RoundScheduler/finishTableSize`` (computed once; the survival test asks it for every
         /// option of every request).
@@ -116,6 +134,8 @@ public struct RoundScheduler: Scheduler {
     let handoff: Micros
     /// Fixed time every block pays on top of its steps (``CostModel/dispatchOverhead``).
     let dispatch: Micros
+    /// The slack reserve as a time (``Configuration/slackReserve`` ticks); 0 when off.
+    let reserve: Micros
     let classes: [ClassTable]
     /// How the GPUs are linked; nil when the profile does not say.
     let topology: NodeTopology?
@@ -164,11 +184,13 @@ public struct RoundScheduler: Scheduler {
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
                 let q = Int((round - model.dispatchOverhead) / time)
-                guard q >= 1 else { continue }
+                guard q >= 1 || configuration.longSteps else { continue }
                 t.widths.append(model.degrees[d])
                 t.stepTime.append(time)
-                t.perRound.append(q)
-                t.planTime.append(configuration.roundAware ? (round + Micros(q) - 1) / Micros(q) : time)
+                t.perRound.append(max(1, q))
+                t.long.append(q < 1)
+                // A long step is followed by the next decision as soon as it ends: its bare time.
+                t.planTime.append(configuration.roundAware && q >= 1 ? (round + Micros(q) - 1) / Micros(q) : time)
                 let cross = model.topology?.crossStepTime
                 t.crossTime.append(cross.map { $0.isEmpty ? nil : $0[r][d] } ?? nil)
             }
@@ -187,6 +209,7 @@ public struct RoundScheduler: Scheduler {
         self.gpus = gpus
         self.handoff = model.handoff
         self.dispatch = model.dispatchOverhead
+        self.reserve = Micros(max(0, configuration.slackReserve)) * tick
         self.classes = classes
         self.topology = model.topology
         self.nodes = model.topology?.nodes(gpus: gpus) ?? [GPUSet(first: gpus)]
@@ -206,6 +229,7 @@ public struct RoundScheduler: Scheduler {
     @inline(__always)
     static func roundFinish(_ c: ClassTable, _ o: Int, _ steps: Int, round: Micros, dispatch: Micros = 0) -> Micros {
         guard steps > 0 else { return 0 }
+        if c.long[o] { return Micros(steps) * c.stepTime[o] + dispatch }
         let q = c.perRound[o]
         let full = (steps - 1) / q
         return Micros(full) * round + Micros(steps - full * q) * c.stepTime[o] + dispatch
@@ -223,7 +247,8 @@ public struct RoundScheduler: Scheduler {
     {
         if !roundAware { return Micros(steps) * c.stepTime.min()! + dispatch }
         var best = Micros.max
-        for o in c.widths.indices {
+        // A long step is never the soonest: the class's fastest degree fits a round.
+        for o in c.widths.indices where !c.long[o] {
             best = min(best, roundFinish(c, o, steps, round: round, dispatch: dispatch))
         }
         return best

@@ -28,6 +28,12 @@ public enum ExperimentCatalog {
         c.admission = true
         c.name = "+admission"
         ladder.append(c)
+        c.longSteps = true
+        c.name = "+long steps"
+        ladder.append(c)
+        c.slackReserve = RoundScheduler.defaultSlackReserve
+        c.name = "+slack reserve"
+        ladder.append(c)
         return ladder
     }
 
@@ -88,8 +94,8 @@ public enum ExperimentCatalog {
     }
 
     /// The ablation's ladder: packing only, then placement preservation, then each of scale-up and
-    /// mid-round decisions alone on top, then all of them with elastic ticks, then admission (the
-    /// full policy).
+    /// mid-round decisions alone on top, then all of them with elastic ticks, then admission, then
+    /// long steps with the slack reserve (the full policy).
     public static func ablationLadder(granularity: Int) -> [RoundScheduler.Configuration] {
         var c = RoundScheduler.Configuration(
             name: "packing (tetriserve-dp)", granularity: granularity, placement: false, scaleUp: false,
@@ -113,7 +119,11 @@ public enum ExperimentCatalog {
         c.name = "+scale-up +mid-round +elastic ticks"
         ladder.append(c)
         c.admission = true
-        c.name = "+admission (tetriserve)"
+        c.name = "+admission"
+        ladder.append(c)
+        c.longSteps = true
+        c.slackReserve = RoundScheduler.defaultSlackReserve
+        c.name = "+long steps +slack reserve (tetriserve)"
         ladder.append(c)
         return ladder
     }
@@ -239,8 +249,8 @@ public enum ExperimentCatalog {
             }
             return ExperimentPlan(
                 name: name, title: "From the literal round loop to TetriServe, one change at a time (\(s.model.name))",
-                xName: "SLO scale", runs: runs, boundSeries: "+admission",
-                notes: notes + ["'+admission' is the full `tetriserve` policy."])
+                xName: "SLO scale", runs: runs, boundSeries: "+slack reserve",
+                notes: notes + ["'+slack reserve' is the full `tetriserve` policy."])
         case "homogeneous":
             var runs: [ExperimentRun] = []
             for (k, res) in s.model.resolutions.enumerated() {

@@ -119,7 +119,8 @@ import Testing
         #expect(
             ablation.runs.map(\.series).uniqued() == [
                 "packing (tetriserve-dp)", "+placement (tetriserve-placement)", "+placement +scale-up",
-                "+placement +mid-round", "+scale-up +mid-round +elastic ticks", "+admission (tetriserve)",
+                "+placement +mid-round", "+scale-up +mid-round +elastic ticks", "+admission",
+                "+long steps +slack reserve (tetriserve)",
             ])
         #expect(ablation.notes.contains { $0.contains("uniform 1×: 0.54 / 0.56 / 0.63") })
         // The ladder's ends are the named policies.

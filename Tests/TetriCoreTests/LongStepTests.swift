@@ -1,0 +1,90 @@
+import Testing
+
+@testable import TetriCore
+
+/// Long steps and the slack reserve, on FLUX with one-tick rounds (136.9 ms: the 2048² class's
+/// step at degree 8), where a 2048² step at degree 4 (250.8 ms) does not fit a round.
+@Suite struct LongStepTests {
+    func tetriserve(longSteps: Bool = true, reserve: Int = RoundScheduler.defaultSlackReserve) throws
+        -> RoundScheduler
+    {
+        var c = try #require(Policies.roundConfiguration("tetriserve", model: flux, gpus: 8))
+        c.longSteps = longSteps
+        c.slackReserve = reserve
+        return try RoundScheduler(configuration: c, model: flux, gpus: 8)
+    }
+
+    @Test func tetriserveHasBothAndTheOtherPoliciesNeither() throws {
+        let c = try #require(Policies.roundConfiguration("tetriserve", model: flux, gpus: 8))
+        #expect(c.longSteps && c.slackReserve == RoundScheduler.defaultSlackReserve)
+        for name in ["tetriserve-dp", "tetriserve-placement", "tetriserve-literal", "rssp", "rssp-best"] {
+            let o = try #require(Policies.roundConfiguration(name, model: flux, gpus: 8))
+            #expect(!o.longSteps && o.slackReserve == 0, "\(name)")
+        }
+        #expect(try tetriserve().reserve == 4 * 136_900)
+    }
+
+    /// Four GPUs free and a 2048² request with 20 steps left: degree 4 is offered as one step
+    /// that runs past the boundary, and survives exactly when the 19 steps left fit from its end
+    /// (19 rounds at degree 8). Without long steps nothing fits the free GPUs.
+    @Test func aLongStepRunsOnceAndIsJudgedFromItsEnd() throws {
+        let edge: Micros = 250_800 + 19 * 136_900
+        for (deadline, survives) in [(edge, true), (edge - 1, false)] {
+            let view = ClusterView(
+                now: 0, gpus: 8, free: GPUSet(first: 4),
+                requests: [
+                    RequestView(
+                        id: 3, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
+                ])
+            var s = try tetriserve()
+            let p = s.roundProblem(view, boundary: s.round)
+            let long = p.options.filter { $0.width == 4 }
+            if survives {
+                #expect(p.items == [0])
+                #expect(long.count == 1 && long[0].steps == 1 && long[0].survives)
+            } else {
+                // "none" does not survive either (21 rounds > edge): the request is late, and a
+                // late request gets only steps that fit the round.
+                #expect(p.late == [0])
+            }
+            let d = s.decide(view)
+            #expect(d.starts == (survives ? [BlockStart(request: 3, gpus: GPUSet(first: 4), steps: 1)] : []))
+            #expect(d.wakeAt == s.round)
+            var off = try tetriserve(longSteps: false)
+            #expect(off.decide(view).starts.isEmpty)
+            #expect(off.roundProblem(view, boundary: off.round).options.allSatisfy { $0.width != 4 })
+        }
+    }
+
+    /// The reserve adds to each surviving option's price the whole node's GPU-time for every
+    /// microsecond of slack below four ticks, and nothing above. Degrees 1, 2 and 4 are long
+    /// steps for this class.
+    @Test func theSlackPriceIsTheNodeTimeOfTheSlackShortOfTheReserve() throws {
+        let reserve: Micros = 4 * 136_900
+        for extra: Micros in [0, 200_000, reserve - 1, reserve, 2 * reserve] {
+            // Slack after a degree-8 step: the deadline less one round and 19 more.
+            let deadline = 20 * 136_900 + extra
+            let view = ClusterView(
+                now: 0, gpus: 8, free: GPUSet(first: 8),
+                requests: [
+                    RequestView(
+                        id: 0, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
+                ])
+            let on = try tetriserve()
+            let off = try tetriserve(reserve: 0)
+            let a = on.roundProblem(view, boundary: on.round).options
+            let b = off.roundProblem(view, boundary: off.round).options
+            #expect(a.map(\.width) == b.map(\.width) && a.map(\.survives) == b.map(\.survives))
+            for (x, y) in zip(a, b) where x.survives && x.steps < 20 {
+                // Waiting costs a round; a step at degree 8 fits the round; the others are long
+                // steps, judged from their end.
+                let step: [Int: Micros] = [1: 823_800, 2: 463_800, 4: 250_800, 8: 136_900]
+                let resume = x.width == 0 ? 136_900 : max(136_900, step[x.width]!)
+                let slack = deadline - resume - Micros(20 - x.steps) * 136_900
+                #expect(x.cost - y.cost == 8 * max(0, reserve - slack), "width \(x.width), extra \(extra)")
+            }
+            // The degree-8 option keeps all the slack there is, so it pays only what is short.
+            #expect(a.first { $0.width == 8 }!.cost - b.first { $0.width == 8 }!.cost == 8 * max(0, reserve - extra))
+        }
+    }
+}
