@@ -86,17 +86,19 @@ public enum Policies {
     /// `sloFloor`, the tightest SLO to serve, caps the round length of the round schedulers
     /// (``RoundScheduler/Configuration/sloFloor``).
     /// `admission: false` turns the round schedulers' admission off (``RoundScheduler/Configuration/admission``;
-    /// only `tetriserve` has it on).
+    /// only `tetriserve` has it on). `slackReserve` replaces `tetriserve`'s slack reserve in ticks
+    /// (``RoundScheduler/Configuration/slackReserve``; 0 turns it off, nil keeps the default).
     public static func make(
         _ name: String, model: CostModel, gpus: Int, granularity: Int = RoundScheduler.defaultGranularity,
         planMargin: Double = 0,
-        sloFloor: Micros? = nil, admission: Bool = true
+        sloFloor: Micros? = nil, admission: Bool = true, slackReserve: Int? = nil
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
         if var configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
             configuration.planMargin = planMargin
             configuration.sloFloor = sloFloor
             configuration.admission = configuration.admission && admission
+            if let slackReserve, configuration.slackReserve > 0 { configuration.slackReserve = max(0, slackReserve) }
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         switch name {

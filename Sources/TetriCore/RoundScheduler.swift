@@ -33,7 +33,7 @@ public struct RoundScheduler: Scheduler {
 
     /// `tetriserve`'s slack reserve in ticks (``Configuration/slackReserve``); docs/scheduler.md
     /// gives the measurements behind it.
-    public static let defaultSlackReserve = 4
+    public static let defaultSlackReserve = 1
 
     /// Which mechanisms run.
     public struct Configuration: Sendable, Equatable {
@@ -184,7 +184,10 @@ public struct RoundScheduler: Scheduler {
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
                 let q = Int((round - model.dispatchOverhead) / time)
-                guard q >= 1 || configuration.longSteps else { continue }
+                // Long steps only for the classes that set the tick: their fastest step fills a
+                // round, so without long steps they can only run on their fastest degree.
+                let setsTick = allowed[r].map { model.stepTime[r][$0] }.min()! == tRef
+                guard q >= 1 || (configuration.longSteps && setsTick) else { continue }
                 t.widths.append(model.degrees[d])
                 t.stepTime.append(time)
                 t.perRound.append(max(1, q))

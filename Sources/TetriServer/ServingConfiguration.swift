@@ -50,10 +50,10 @@ public struct ServingConfiguration: Sendable {
     /// `capRound` is false (`serve --uncapped-round`).
     public func scheduler(
         policy: String, model: CostModel, gpus: Int, granularity: Int, planMargin: Double = 0, capRound: Bool = true,
-        admission: Bool = true
+        admission: Bool = true, slackReserve: Int? = nil
     ) throws(PolicyError) -> any Scheduler {
         try Policies.make(
             policy, model: model, gpus: gpus, granularity: granularity, planMargin: planMargin,
-            sloFloor: capRound && !baseSLO.isEmpty ? sloFloor : nil, admission: admission)
+            sloFloor: capRound && !baseSLO.isEmpty ? sloFloor : nil, admission: admission, slackReserve: slackReserve)
     }
 }

@@ -35,6 +35,10 @@ public struct ExperimentRun: Sendable {
     /// Whether round schedulers cap their round length by the workload's tightest SLO.
     public var capRound = true
 
+    /// Replaces `tetriserve`'s slack reserve in ticks (0 turns it off; nil keeps the default),
+    /// for the named policy and for configurations that have the reserve on.
+    public var slackReserve: Int?
+
     /// The tightest SLO of the workload: the smallest base SLO times the scale.
     public var sloFloor: Micros { .fromSeconds((spec.baseSLO.min() ?? 1) * spec.sloScale) }
 
@@ -42,10 +46,12 @@ public struct ExperimentRun: Sendable {
     public func makeScheduler() throws(PolicyError) -> any Scheduler {
         if var configuration {
             if capRound { configuration.sloFloor = sloFloor }
+            if let slackReserve, configuration.slackReserve > 0 { configuration.slackReserve = max(0, slackReserve) }
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         return try Policies.make(
-            policy, model: model, gpus: gpus, granularity: granularity, sloFloor: capRound ? sloFloor : nil)
+            policy, model: model, gpus: gpus, granularity: granularity, sloFloor: capRound ? sloFloor : nil,
+            slackReserve: slackReserve)
     }
 }
 

@@ -50,6 +50,14 @@ struct ExperimentCommand: ParsableCommand {
     var granularity: Int = RoundScheduler.defaultGranularity
 
     @Option(
+        name: .customLong("slack-reserve"), parsing: .unconditional,
+        help: """
+            tetriserve's slack reserve in ticks: an option leaving a request less slack than this pays the node's \
+            GPU-time for the shortfall (0 turns it off; see docs/scheduler.md).
+            """)
+    var slackReserve: Int = RoundScheduler.defaultSlackReserve
+
+    @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,
         help: "Modelled cost of moving a request to other GPUs, in ms.")
     var handoffMs: Double = 0
@@ -77,6 +85,7 @@ struct ExperimentCommand: ParsableCommand {
         }
         guard seeds >= 1 else { throw UserError("--seeds must be >= 1, got \(seeds)") }
         guard count >= 1 else { throw UserError("--count must be >= 1, got \(count)") }
+        guard slackReserve >= 0 else { throw UserError("--slack-reserve must be >= 0 ticks, got \(slackReserve)") }
         guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
         if let d = dispatchOverheadMs, !(d >= 0 && d.isFinite) {
             throw UserError("--dispatch-overhead-ms must be a number >= 0, got \(d)")
@@ -102,8 +111,11 @@ struct ExperimentCommand: ParsableCommand {
         settings.rate = rate
         settings.granularity = granularity
         settings.sloScales = scales.map { $0! }
-        guard let plan = ExperimentCatalog.plan(name, settings: settings) else {
+        guard var plan = ExperimentCatalog.plan(name, settings: settings) else {
             throw UserError("unknown experiment '\(name)'")
+        }
+        if slackReserve != RoundScheduler.defaultSlackReserve {
+            for i in plan.runs.indices { plan.runs[i].slackReserve = slackReserve }
         }
         let started = ContinuousClock.now
         let seedList = (1...seeds).map { UInt64($0) }

@@ -41,6 +41,14 @@ struct SimulateCommand: ParsableCommand {
     var noAdmission = false
 
     @Option(
+        name: .customLong("slack-reserve"), parsing: .unconditional,
+        help: """
+            tetriserve's slack reserve in ticks: an option leaving a request less slack than this pays the node's \
+            GPU-time for the shortfall (0 turns it off; see docs/scheduler.md).
+            """)
+    var slackReserve: Int = RoundScheduler.defaultSlackReserve
+
+    @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,
         help: "Modelled cost of moving a request to other GPUs, in ms.")
     var handoffMs: Double = 0
@@ -61,6 +69,7 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
+        guard slackReserve >= 0 else { throw UserError("--slack-reserve must be >= 0 ticks, got \(slackReserve)") }
         if let d = dispatchOverheadMs, !(d >= 0 && d.isFinite) {
             throw UserError("--dispatch-overhead-ms must be a number >= 0, got \(d)")
         }
@@ -81,7 +90,8 @@ struct SimulateCommand: ParsableCommand {
         let floor = uncappedRound ? nil : trace.requests.map(\.slo).min()
         var scheduler = try userFacing {
             try Policies.make(
-                policy, model: model, gpus: gpus, granularity: granularity, sloFloor: floor, admission: !noAdmission)
+                policy, model: model, gpus: gpus, granularity: granularity, sloFloor: floor, admission: !noAdmission,
+                slackReserve: slackReserve)
         }
         let outcome = try userFacing {
             try Simulator.run(trace: trace, model: model, gpus: gpus, scheduler: &scheduler, recordBlocks: log != nil)

@@ -21,7 +21,18 @@ import Testing
             let o = try #require(Policies.roundConfiguration(name, model: flux, gpus: 8))
             #expect(!o.longSteps && o.slackReserve == 0, "\(name)")
         }
-        #expect(try tetriserve().reserve == 4 * 136_900)
+        #expect(try tetriserve().reserve == Micros(RoundScheduler.defaultSlackReserve) * 136_900)
+    }
+
+    /// Only the class that sets the tick (2048², whose fastest step fills a round) gets long
+    /// steps: 1024² at degree 1 (153.2 ms) stays out, as without them.
+    @Test func onlyTheClassThatSetsTheTickGetsLongSteps() throws {
+        let s = try tetriserve()
+        #expect(s.classes[3].widths == [1, 2, 4, 8] && s.classes[3].long == [true, true, true, false])
+        #expect(s.classes[2].widths == [2, 4, 8] && s.classes[2].long == [false, false, false])
+        #expect(s.classes[0].long == [false, false, false, false])
+        let off = try tetriserve(longSteps: false)
+        #expect(off.classes[3].widths == [8] && off.classes[2].widths == [2, 4, 8])
     }
 
     /// Four GPUs free and a 2048² request with 20 steps left: degree 4 is offered as one step
@@ -57,8 +68,8 @@ import Testing
     }
 
     /// The reserve adds to each surviving option's price the whole node's GPU-time for every
-    /// microsecond of slack below four ticks, and nothing above. Degrees 1, 2 and 4 are long
-    /// steps for this class.
+    /// microsecond of slack below it (four ticks here), and nothing above. Degrees 1, 2 and 4 are
+    /// long steps for this class.
     @Test func theSlackPriceIsTheNodeTimeOfTheSlackShortOfTheReserve() throws {
         let reserve: Micros = 4 * 136_900
         for extra: Micros in [0, 200_000, reserve - 1, reserve, 2 * reserve] {
@@ -70,7 +81,7 @@ import Testing
                     RequestView(
                         id: 0, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
                 ])
-            let on = try tetriserve()
+            let on = try tetriserve(reserve: 4)
             let off = try tetriserve(reserve: 0)
             let a = on.roundProblem(view, boundary: on.round).options
             let b = off.roundProblem(view, boundary: off.round).options

@@ -105,4 +105,17 @@ func runCLI(_ arguments: [String], in directory: URL? = nil) throws -> (Int32, S
         let (s5, _, bad) = try runCLI(["bound", "--trace", trace, "--solver-time-limit", "-1"])
         #expect(s5 != 0 && bad.contains("--solver-time-limit must be a number of seconds"), "\(bad)")
     }
+
+    /// `--slack-reserve` reaches the scheduler: a 2048² request at SLO scale 1.5 and a 1024² one
+    /// arriving 4.79 s into it are both met with the default reserve, and the 2048² one is lost
+    /// without it (`LongStepSimulationTests` has the pair).
+    @Test func simulateTakesTheSlackReserve() throws {
+        let trace = FileManager.default.temporaryDirectory.appendingPathComponent("reserve-\(UUID().uuidString).csv")
+        try Data("id,arrival_s,width,height,steps,slo_s\n0,0,2048,2048,50,7.5\n1,4.79,1024,1024,50,4.5\n".utf8)
+            .write(to: trace)
+        let (s1, full, _) = try runCLI(["simulate", "--trace", trace.path])
+        let (s2, none, _) = try runCLI(["simulate", "--trace", trace.path, "--slack-reserve", "0"])
+        #expect(s1 == 0 && full.contains("2 requests, 2 met"), "\(full)")
+        #expect(s2 == 0 && none.contains("2 requests, 1 met"), "\(none)")
+    }
 }

@@ -153,7 +153,9 @@ func accepts(port: Int) -> Bool {
             (["workload", "--rate", "-3"], "workload option 'rate': must be > 0"),
             (["workload", "--count", "-1"], "workload option 'count': must be >= 1"),
             (["simulate", "--trace", "t.csv", "--gpus", "-2"], "--gpus must be in 1...1024, got -2"),
+            (["simulate", "--trace", "t.csv", "--slack-reserve", "-1"], "--slack-reserve must be >= 0 ticks, got -1"),
             (["experiment", "slo-sweep", "--seeds", "-1"], "--seeds must be >= 1, got -1"),
+            (["experiment", "slo-sweep", "--slack-reserve", "-3"], "--slack-reserve must be >= 0 ticks, got -3"),
             (["bench", "scheduler", "--pending", "-5"], "--pending must be >= 1, got -5"),
             (["bench", "scheduler", "--gpus-per-node", "-8"], "--gpus-per-node must be >= 1, got -8"),
             (
@@ -165,6 +167,7 @@ func accepts(port: Int) -> Bool {
                 "--gpus-per-node 8 conflicts with profile 'sd3-medium-a40x4', whose islands are for nodes of 4"
             ),
             (["serve", "--port", "-1"], "--port must be in 0...65535, got -1"),
+            (["serve", "--slack-reserve", "-2"], "--slack-reserve must be >= 0 ticks, got -2"),
             (
                 ["serve", "--engine", "simulated", "--time-scale", "-10"],
                 "--time-scale must be in (0, 1000000], got -10"
