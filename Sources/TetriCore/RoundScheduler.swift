@@ -184,10 +184,12 @@ public struct RoundScheduler: Scheduler {
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
                 let q = Int((round - model.dispatchOverhead) / time)
-                // Long steps only for the classes that set the tick: their fastest step fills a
-                // round, so without long steps they can only run on their fastest degree.
+                // Long steps only for the classes that set the tick (their fastest step fills a
+                // round, so without long steps they can only run on their fastest degree), and no
+                // longer than half the tightest SLO, the bound a round keeps to.
                 let setsTick = allowed[r].map { model.stepTime[r][$0] }.min()! == tRef
-                guard q >= 1 || (configuration.longSteps && setsTick) else { continue }
+                let short = configuration.sloFloor.map { time + model.dispatchOverhead <= $0 / 2 } ?? true
+                guard q >= 1 || (configuration.longSteps && setsTick && short) else { continue }
                 t.widths.append(model.degrees[d])
                 t.stepTime.append(time)
                 t.perRound.append(max(1, q))

@@ -33,6 +33,12 @@ import Testing
         #expect(s.classes[0].long == [false, false, false, false])
         let off = try tetriserve(longSteps: false)
         #expect(off.classes[3].widths == [8] && off.classes[2].widths == [2, 4, 8])
+        // No long step exceeds half the tightest SLO, the bound a round keeps to: with 1.5 s,
+        // degree 1 (823.8 ms) goes, degree 2 (463.8 ms) stays.
+        var c = try #require(Policies.roundConfiguration("tetriserve", model: flux, gpus: 8))
+        c.sloFloor = 1_500_000
+        let floored = try RoundScheduler(configuration: c, model: flux, gpus: 8)
+        #expect(floored.classes[3].widths == [2, 4, 8] && floored.classes[3].long == [true, true, false])
     }
 
     /// Four GPUs free and a 2048² request with 20 steps left: degree 4 is offered as one step
