@@ -180,7 +180,9 @@ extension RoundScheduler {
                 let spent = configuration.priceFuture ? Int64(q) * Int64(c.widths[o]) * t : 0
                 let survives: Bool
                 var cost = spent
-                let resume = long ? now + h + t : tNext
+                // A long step leaves the request off its fastest degree: going back costs another
+                // hand-off, counted against its deadline from the start.
+                let resume = long ? now + h + t + handoff : tNext
                 if q == s {
                     survives = now + h + Micros(q) * t <= r.deadline
                 } else {

@@ -73,6 +73,27 @@ import Testing
         }
     }
 
+    /// With a modelled hand-off, a long step is judged as if the request must move back to its
+    /// fastest degree afterwards: the survival edge moves by one hand-off.
+    @Test func aLongStepCountsTheHandOffBack() throws {
+        let model = try CostModel(profile: fluxProfile, handoff: .fromMilliseconds(20))
+        let edge: Micros = 250_800 + 20_000 + 19 * 136_900
+        for (deadline, survives) in [(edge, true), (edge - 1, false)] {
+            let view = ClusterView(
+                now: 0, gpus: 8, free: GPUSet(first: 4),
+                requests: [
+                    RequestView(
+                        id: 3, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
+                ])
+            let c = try #require(Policies.roundConfiguration("tetriserve", model: model, gpus: 8))
+            let s = try RoundScheduler(configuration: c, model: model, gpus: 8)
+            let p = s.roundProblem(view, boundary: s.round)
+            // Not surviving, the request is late (no option of it survives) and has no options.
+            #expect(p.options.contains { $0.width == 4 && $0.steps == 1 && $0.survives } == survives)
+            #expect(p.late == (survives ? [] : [0]))
+        }
+    }
+
     /// The reserve adds to each surviving option's price the whole node's GPU-time for every
     /// microsecond of slack below it (four ticks here), and nothing above. Degrees 1, 2 and 4 are
     /// long steps for this class.
