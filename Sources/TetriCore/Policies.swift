@@ -94,11 +94,12 @@ public enum Policies {
         sloFloor: Micros? = nil, admission: Bool = true, slackReserve: Int? = nil
     ) throws(PolicyError) -> any Scheduler {
         guard gpus >= 1 && gpus <= GPUSet.capacity else { throw .invalidGPUCount(gpus) }
-        if var configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity) {
+        if var configuration = roundConfiguration(name, model: model, gpus: gpus, granularity: granularity)?
+            .replacingSlackReserve(slackReserve)
+        {
             configuration.planMargin = planMargin
             configuration.sloFloor = sloFloor
             configuration.admission = configuration.admission && admission
-            if let slackReserve, configuration.slackReserve > 0 { configuration.slackReserve = max(0, slackReserve) }
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         switch name {

@@ -101,6 +101,15 @@ public struct RoundScheduler: Scheduler {
             self.slackReserve = slackReserve
             self.fixedDegrees = fixedDegrees
         }
+
+        /// This configuration with its slack reserve replaced by `ticks` (at least 0) when the
+        /// reserve is on; unchanged when it is off or `ticks` is nil.
+        public func replacingSlackReserve(_ ticks: Int?) -> Configuration {
+            guard let ticks, slackReserve > 0 else { return self }
+            var c = self
+            c.slackReserve = max(0, ticks)
+            return c
+        }
     }
 
     /// The per-class tables the scheduler needs, computed once.
@@ -180,6 +189,7 @@ public struct RoundScheduler: Scheduler {
         let round = tick * Micros(Self.ticksPerRound(configuration, tick: tick))
         var classes: [ClassTable] = []
         for r in model.resolutions.indices {
+            let setsTick = allowed[r].map { model.stepTime[r][$0] }.min()! == tRef
             var t = ClassTable(widths: [], stepTime: [], perRound: [], planTime: [], crossTime: [])
             for d in allowed[r] {
                 let time = model.stepTime[r][d]
@@ -187,7 +197,6 @@ public struct RoundScheduler: Scheduler {
                 // Long steps only for the classes that set the tick (their fastest step fills a
                 // round, so without long steps they can only run on their fastest degree), and no
                 // longer than half the tightest SLO, the bound a round keeps to.
-                let setsTick = allowed[r].map { model.stepTime[r][$0] }.min()! == tRef
                 let short = configuration.sloFloor.map { time + model.dispatchOverhead <= $0 / 2 } ?? true
                 guard q >= 1 || (configuration.longSteps && setsTick && short) else { continue }
                 t.widths.append(model.degrees[d])

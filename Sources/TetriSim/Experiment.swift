@@ -44,9 +44,8 @@ public struct ExperimentRun: Sendable {
 
     /// The scheduler this run uses.
     public func makeScheduler() throws(PolicyError) -> any Scheduler {
-        if var configuration {
+        if var configuration = configuration?.replacingSlackReserve(slackReserve) {
             if capRound { configuration.sloFloor = sloFloor }
-            if let slackReserve, configuration.slackReserve > 0 { configuration.slackReserve = max(0, slackReserve) }
             return try RoundScheduler(configuration: configuration, model: model, gpus: gpus)
         }
         return try Policies.make(

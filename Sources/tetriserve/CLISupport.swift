@@ -147,3 +147,18 @@ struct ModelOptions: ParsableArguments {
     /// The model to run; see ``chooseModel(model:weights:)``.
     func choose() throws -> (model: String, weights: String?) { try chooseModel(model: model, weights: weights) }
 }
+
+/// `--slack-reserve`, the one scheduler knob `simulate`, `serve` and `experiment` share.
+struct SlackReserveOption: ParsableArguments {
+    @Option(
+        name: .customLong("slack-reserve"), parsing: .unconditional,
+        help: """
+            tetriserve's slack reserve in ticks: an option leaving a request less slack than this pays the node's \
+            GPU-time for the shortfall (0 turns it off; see docs/scheduler.md).
+            """)
+    var slackReserve: Int = RoundScheduler.defaultSlackReserve
+
+    func validate() throws {
+        guard slackReserve >= 0 else { throw UserError("--slack-reserve must be >= 0 ticks, got \(slackReserve)") }
+    }
+}

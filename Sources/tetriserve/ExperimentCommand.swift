@@ -49,13 +49,7 @@ struct ExperimentCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Step granularity of the round schedulers (not used by granularity).")
     var granularity: Int = RoundScheduler.defaultGranularity
 
-    @Option(
-        name: .customLong("slack-reserve"), parsing: .unconditional,
-        help: """
-            tetriserve's slack reserve in ticks: an option leaving a request less slack than this pays the node's \
-            GPU-time for the shortfall (0 turns it off; see docs/scheduler.md).
-            """)
-    var slackReserve: Int = RoundScheduler.defaultSlackReserve
+    @OptionGroup var reserve: SlackReserveOption
 
     @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,
@@ -85,7 +79,6 @@ struct ExperimentCommand: ParsableCommand {
         }
         guard seeds >= 1 else { throw UserError("--seeds must be >= 1, got \(seeds)") }
         guard count >= 1 else { throw UserError("--count must be >= 1, got \(count)") }
-        guard slackReserve >= 0 else { throw UserError("--slack-reserve must be >= 0 ticks, got \(slackReserve)") }
         guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
         if let d = dispatchOverheadMs, !(d >= 0 && d.isFinite) {
             throw UserError("--dispatch-overhead-ms must be a number >= 0, got \(d)")
@@ -114,8 +107,8 @@ struct ExperimentCommand: ParsableCommand {
         guard var plan = ExperimentCatalog.plan(name, settings: settings) else {
             throw UserError("unknown experiment '\(name)'")
         }
-        if slackReserve != RoundScheduler.defaultSlackReserve {
-            for i in plan.runs.indices { plan.runs[i].slackReserve = slackReserve }
+        if reserve.slackReserve != RoundScheduler.defaultSlackReserve {
+            for i in plan.runs.indices { plan.runs[i].slackReserve = reserve.slackReserve }
         }
         let started = ContinuousClock.now
         let seedList = (1...seeds).map { UInt64($0) }

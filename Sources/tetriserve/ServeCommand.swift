@@ -92,13 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Turn off tetriserve's admission by look-ahead (requests that cannot all be met are no longer deferred).")
     var noAdmission = false
 
-    @Option(
-        name: .customLong("slack-reserve"), parsing: .unconditional,
-        help: """
-            tetriserve's slack reserve in ticks: an option leaving a request less slack than this pays the node's \
-            GPU-time for the shortfall (0 turns it off; see docs/scheduler.md).
-            """)
-    var slackReserve: Int = RoundScheduler.defaultSlackReserve
+    @OptionGroup var reserve: SlackReserveOption
 
     @Flag(
         inversion: .prefixedNo,
@@ -219,7 +213,6 @@ struct ServeCommand: AsyncParsableCommand {
             guard stepTimeout == nil else { throw UserError("--step-timeout applies to --engine cpu only") }
         }
         guard maxQueue >= 1 else { throw UserError("--max-queue must be >= 1, got \(maxQueue)") }
-        guard slackReserve >= 0 else { throw UserError("--slack-reserve must be >= 0 ticks, got \(slackReserve)") }
         guard sloScale > 0 && sloScale <= 1000 else {
             throw UserError("--slo-scale must be in (0, 1000], got \(sloScale)")
         }
@@ -360,7 +353,7 @@ struct ServeCommand: AsyncParsableCommand {
         let (frozen, policy, devices, granularity, planMargin) = (
             serving, policy, backend.devices, granularity, planMargin
         )
-        let (capRound, admission, slackReserve) = (!uncappedRound, !noAdmission, slackReserve)
+        let (capRound, admission, slackReserve) = (!uncappedRound, !noAdmission, reserve.slackReserve)
         let makeScheduler: RoundLoop.SchedulerFactory = { model in
             try frozen.scheduler(
                 policy: policy, model: model, gpus: devices, granularity: granularity, planMargin: planMargin,

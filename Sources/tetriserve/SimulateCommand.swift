@@ -40,13 +40,7 @@ struct SimulateCommand: ParsableCommand {
         help: "Turn off tetriserve's admission by look-ahead (requests that cannot all be met are no longer deferred).")
     var noAdmission = false
 
-    @Option(
-        name: .customLong("slack-reserve"), parsing: .unconditional,
-        help: """
-            tetriserve's slack reserve in ticks: an option leaving a request less slack than this pays the node's \
-            GPU-time for the shortfall (0 turns it off; see docs/scheduler.md).
-            """)
-    var slackReserve: Int = RoundScheduler.defaultSlackReserve
+    @OptionGroup var reserve: SlackReserveOption
 
     @Option(
         name: .customLong("handoff-ms"), parsing: .unconditional,
@@ -69,7 +63,6 @@ struct SimulateCommand: ParsableCommand {
 
     func run() throws {
         guard handoffMs >= 0 && handoffMs.isFinite else { throw UserError("--handoff-ms must be >= 0") }
-        guard slackReserve >= 0 else { throw UserError("--slack-reserve must be >= 0 ticks, got \(slackReserve)") }
         if let d = dispatchOverheadMs, !(d >= 0 && d.isFinite) {
             throw UserError("--dispatch-overhead-ms must be a number >= 0, got \(d)")
         }
@@ -91,7 +84,7 @@ struct SimulateCommand: ParsableCommand {
         var scheduler = try userFacing {
             try Policies.make(
                 policy, model: model, gpus: gpus, granularity: granularity, sloFloor: floor, admission: !noAdmission,
-                slackReserve: slackReserve)
+                slackReserve: reserve.slackReserve)
         }
         let outcome = try userFacing {
             try Simulator.run(trace: trace, model: model, gpus: gpus, scheduler: &scheduler, recordBlocks: log != nil)

@@ -14,6 +14,16 @@ import Testing
         return try RoundScheduler(configuration: c, model: flux, gpus: 8)
     }
 
+    /// A 2048² request with 20 of its 50 steps left, waiting at time 0 on a node whose first
+    /// `free` GPUs are free.
+    func waiting2048(deadline: Micros, free: Int, id: Int = 3) -> ClusterView {
+        ClusterView(
+            now: 0, gpus: 8, free: GPUSet(first: free),
+            requests: [
+                RequestView(id: id, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
+            ])
+    }
+
     @Test func tetriserveHasBothAndTheOtherPoliciesNeither() throws {
         let c = try #require(Policies.roundConfiguration("tetriserve", model: flux, gpus: 8))
         #expect(c.longSteps && c.slackReserve == RoundScheduler.defaultSlackReserve)
@@ -47,12 +57,7 @@ import Testing
     @Test func aLongStepRunsOnceAndIsJudgedFromItsEnd() throws {
         let edge: Micros = 250_800 + 19 * 136_900
         for (deadline, survives) in [(edge, true), (edge - 1, false)] {
-            let view = ClusterView(
-                now: 0, gpus: 8, free: GPUSet(first: 4),
-                requests: [
-                    RequestView(
-                        id: 3, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
-                ])
+            let view = waiting2048(deadline: deadline, free: 4)
             var s = try tetriserve()
             let p = s.roundProblem(view, boundary: s.round)
             let long = p.options.filter { $0.width == 4 }
@@ -79,12 +84,7 @@ import Testing
         let model = try CostModel(profile: fluxProfile, handoff: .fromMilliseconds(20))
         let edge: Micros = 250_800 + 20_000 + 19 * 136_900
         for (deadline, survives) in [(edge, true), (edge - 1, false)] {
-            let view = ClusterView(
-                now: 0, gpus: 8, free: GPUSet(first: 4),
-                requests: [
-                    RequestView(
-                        id: 3, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
-                ])
+            let view = waiting2048(deadline: deadline, free: 4)
             let c = try #require(Policies.roundConfiguration("tetriserve", model: model, gpus: 8))
             let s = try RoundScheduler(configuration: c, model: model, gpus: 8)
             let p = s.roundProblem(view, boundary: s.round)
@@ -102,12 +102,7 @@ import Testing
         for extra: Micros in [0, 200_000, reserve - 1, reserve, 2 * reserve] {
             // Slack after a degree-8 step: the deadline less one round and 19 more.
             let deadline = 20 * 136_900 + extra
-            let view = ClusterView(
-                now: 0, gpus: 8, free: GPUSet(first: 8),
-                requests: [
-                    RequestView(
-                        id: 0, resolution: 3, arrival: 0, deadline: deadline, totalSteps: 50, remainingSteps: 20)
-                ])
+            let view = waiting2048(deadline: deadline, free: 8, id: 0)
             let on = try tetriserve(reserve: 4)
             let off = try tetriserve(reserve: 0)
             let a = on.roundProblem(view, boundary: on.round).options
